@@ -1,0 +1,161 @@
+"""The template's torch compatibility data (releases.json) and the rules that read it.
+
+Imported by the cookiecutter hooks, the template tests and scripts/render_compat_table.py.
+Standard library only: the hooks run with whatever Python runs cookiecutter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_FILE = Path(__file__).with_name("releases.json")
+AUTO_CUDA = "auto"
+
+
+class CompatError(ValueError):
+    """A torch x Python x accelerator combination that does not exist."""
+
+
+@dataclass(frozen=True)
+class TorchRelease:
+    version: str
+    python: tuple[str, ...]
+    cuda_builds: tuple[str, ...]
+    recommended_cuda: str
+    pypi_cuda: str
+    torchvision: str | None
+    torchaudio: str | None
+    sources: dict[str, str]
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class TorchPlan:
+    """Everything the generated project needs to know about its one torch build."""
+
+    torch: str
+    torchvision: str | None
+    torchaudio: str | None
+    python: str
+    accelerator: str
+    cuda: str | None
+    index_suffix: str
+    index_url: str
+    min_linux_driver: str | None
+    debian_release: str
+
+    @property
+    def source_name(self) -> str:
+        return f"pytorch-{self.index_suffix}"
+
+    @property
+    def packages(self) -> dict[str, str]:
+        """Package name -> exact version, for every package taken from the torch index."""
+        pins = {"torch": self.torch, "torchvision": self.torchvision, "torchaudio": self.torchaudio}
+        return {name: version for name, version in pins.items() if version}
+
+
+@dataclass(frozen=True)
+class Compat:
+    raw: dict
+
+    @property
+    def releases(self) -> list[TorchRelease]:
+        return [
+            TorchRelease(
+                version=r["version"],
+                python=tuple(r["python"]),
+                cuda_builds=tuple(r["cuda_builds"]),
+                recommended_cuda=r["recommended_cuda"],
+                pypi_cuda=r["pypi_cuda"],
+                torchvision=r["torchvision"],
+                torchaudio=r["torchaudio"],
+                sources={k: v for k, v in r.items() if k.endswith("_source")},
+            )
+            for r in self.raw["torch"]
+        ]
+
+    @property
+    def python_versions(self) -> list[str]:
+        return list(self.raw["python"])
+
+    @property
+    def cuda_versions(self) -> list[str]:
+        return list(self.raw["cuda"])
+
+    def release(self, version: str) -> TorchRelease:
+        for release in self.releases:
+            if release.version == version:
+                return release
+        offered = ", ".join(r.version for r in self.releases)
+        raise CompatError(f"torch_version {version!r} is not offered; choose one of: {offered}")
+
+    def plan(
+        self,
+        *,
+        torch_version: str,
+        python_version: str,
+        accelerator: str,
+        cuda_version: str = AUTO_CUDA,
+        torch_index_url: str = "https://download.pytorch.org/whl",
+        with_torchvision: bool = False,
+        with_torchaudio: bool = False,
+    ) -> TorchPlan:
+        """Resolve the user's answers to one torch build, or raise CompatError saying why not."""
+        release = self.release(torch_version)
+        if python_version not in release.python:
+            raise CompatError(
+                f"torch {release.version} has no wheels for Python {python_version}; "
+                f"choose python_version from: {', '.join(release.python)}"
+            )
+        if accelerator == "cpu":
+            if cuda_version != AUTO_CUDA:
+                raise CompatError(
+                    f"cuda_version {cuda_version!r} needs accelerator 'cuda'; "
+                    f"with accelerator 'cpu' leave cuda_version at {AUTO_CUDA!r}"
+                )
+            cuda, suffix, driver = None, "cpu", None
+        elif accelerator == "cuda":
+            cuda = release.recommended_cuda if cuda_version == AUTO_CUDA else cuda_version
+            if cuda not in release.cuda_builds:
+                raise CompatError(
+                    f"torch {release.version} has no CUDA {cuda} build; choose cuda_version from: "
+                    f"{AUTO_CUDA} (= {release.recommended_cuda}), {', '.join(release.cuda_builds)}"
+                )
+            suffix = self.raw["cuda"][cuda]["index_suffix"]
+            driver = self.raw["cuda"][cuda]["min_linux_driver"]
+        else:
+            raise CompatError(f"accelerator {accelerator!r} is not offered; choose one of: cpu, cuda")
+        for wanted, name, version in (
+            (with_torchvision, "torchvision", release.torchvision),
+            (with_torchaudio, "torchaudio", release.torchaudio),
+        ):
+            if wanted and version is None:
+                having = [r.version for r in self.releases if getattr(r, name)]
+                raise CompatError(
+                    f"{name} has no release for torch {release.version}; set include_{name}=no "
+                    f"or choose torch_version from: {', '.join(having)}"
+                )
+        if not torch_index_url.strip():
+            raise CompatError("torch_index_url is empty; the default is https://download.pytorch.org/whl")
+        return TorchPlan(
+            torch=release.version,
+            torchvision=release.torchvision if with_torchvision else None,
+            torchaudio=release.torchaudio if with_torchaudio else None,
+            python=python_version,
+            accelerator=accelerator,
+            cuda=cuda,
+            index_suffix=suffix,
+            index_url=f"{torch_index_url.rstrip('/')}/{suffix}/",
+            min_linux_driver=driver,
+            debian_release=self.raw["python"][python_version]["debian_release"],
+        )
+
+
+def load(path: Path = DATA_FILE) -> Compat:
+    return Compat(json.loads(path.read_text(encoding="utf-8")))
