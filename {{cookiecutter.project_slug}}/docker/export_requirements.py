@@ -4,10 +4,10 @@
     main.txt   the other runtime dependencies
     dev.txt    the dev group (tests and linters), for the image's test stage
 
-`poetry export` can list one package twice when Poetry splits it by markers, e.g. torch 2.14's
-cuda-toolkit meta-package pins nvidia-cublas==13.1.1.3 while nvidia-cudnn asks for any
-nvidia-cublas, and the lock gets 13.10.0.20 as well with an overlapping marker; pip then refuses
-both. Where that happens this keeps the version that a locked package pins exactly.
+`poetry export` can list one package twice when Poetry splits it by markers: a meta-package
+pins a library exactly, another package asks for any version of it, and the lock holds a second,
+newer version under an overlapping marker (torch's CUDA 13 wheels do this). pip refuses both
+lines; where that happens this keeps the version that a locked package pins exactly.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def dedupe(entries: list[str], pins: set[tuple[str, str]]) -> list[str]:
             pinned = [e for e in versions if (name, REQUIREMENT.match(e)["version"]) in pins]
             if len(pinned) != 1:
                 found = ", ".join(REQUIREMENT.match(e)["version"] for e in versions)
-                sys.exit(f"export_requirements: {name} is locked as {found}; cannot tell which to keep")
+                sys.exit(f"export_requirements: {name} is locked as {found}; cannot tell which one")
             print(f"export_requirements: {name}: kept the exact pin of {pinned[0].split(' ')[0]}")
             versions = pinned
         kept += versions
@@ -76,7 +76,8 @@ def dedupe(entries: list[str], pins: set[tuple[str, str]]) -> list[str]:
 def closure(lock: dict, roots: set[str]) -> set[str]:
     """Names of the roots and everything they depend on, per the lock."""
     deps = {
-        normalize(p["name"]): {normalize(d) for d in p.get("dependencies", {})} for p in lock["package"]
+        normalize(p["name"]): {normalize(d) for d in p.get("dependencies", {})}
+        for p in lock["package"]
     }
     seen, todo = set(), [r for r in roots if r in deps]
     while todo:
@@ -108,7 +109,8 @@ def main() -> None:
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for filename, entries in layers.items():
-        (args.output_dir / filename).write_text("".join(e + "\n" for e in entries), encoding="utf-8")
+        text = "".join(entry + "\n" for entry in entries)
+        (args.output_dir / filename).write_text(text, encoding="utf-8")
         print(f"export_requirements: {filename}: {len(entries)} packages")
 
 

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
     train.add_arguments(commands.add_parser("train", help="train the model, write a checkpoint"))
     serve = commands.add_parser("serve", help="run the HTTP inference service")
-    serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104
+    serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
 

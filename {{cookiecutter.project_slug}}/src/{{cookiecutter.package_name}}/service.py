@@ -58,7 +58,9 @@ def create_app(checkpoint: Path | None = None, device: str | None = None) -> Fas
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        return Health(status="ok", device=str(dev), torch=torch.__version__, cuda=torch.version.cuda)
+        return Health(
+            status="ok", device=str(dev), torch=torch.__version__, cuda=torch.version.cuda
+        )
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest, request: Request) -> PredictResponse:

@@ -87,9 +87,10 @@ def train(
             if max_steps is not None and step >= max_steps:
                 break
         val_acc = accuracy(model, val_loader, dev)
+        elapsed = time.perf_counter() - started
         log.info(
             "epoch %d/%d  step %d  loss %.4f  val_acc %.3f  (%.1fs)",
-            epoch, epochs, step, loss_value, val_acc, time.perf_counter() - started,
+            *(epoch, epochs, step, loss_value, val_acc, elapsed),
         )
         if max_steps is not None and step >= max_steps:
             break

@@ -1,0 +1,66 @@
+"""What the template must bake and what it must refuse, written out by hand from the sources
+named in torch_compat/releases.json, so the tests check the data rather than restate it."""
+
+PY_310_314 = ("3.10", "3.11", "3.12", "3.13", "3.14")
+PY_311_315 = ("3.11", "3.12", "3.13", "3.14", "3.15")
+
+# torch release: Python versions with wheels, CUDA builds ('auto' first, resolved), companions.
+EXPECTED = {
+    "2.15.0": {"python": PY_311_315, "cuda": {"auto": "13.2", "13.2": "13.2"},
+               "torchvision": None, "torchaudio": None},
+    "2.14.1": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.2": "13.2", "13.0": "13.0", "12.6": "12.6"},
+               "torchvision": "0.29.1", "torchaudio": None},
+    "2.13.0": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.2": "13.2", "13.0": "13.0", "12.6": "12.6"},
+               "torchvision": "0.28.0", "torchaudio": None},
+    "2.12.1": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.2": "13.2", "13.0": "13.0", "12.6": "12.6"},
+               "torchvision": "0.27.1", "torchaudio": None},
+    "2.11.0": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.0": "13.0", "12.8": "12.8", "12.6": "12.6"},
+               "torchvision": "0.26.0", "torchaudio": "2.11.0"},
+    "2.10.0": {"python": PY_310_314, "cuda": {"auto": "12.8", "13.0": "13.0", "12.8": "12.8", "12.6": "12.6"},
+               "torchvision": "0.25.0", "torchaudio": "2.10.0"},
+}  # fmt: skip
+
+
+def supported() -> list[dict[str, str]]:
+    """Every torch x Python x accelerator x CUDA answer the template offers."""
+    combos = []
+    for torch, facts in EXPECTED.items():
+        for python in facts["python"]:
+            base = {"torch_version": torch, "python_version": python}
+            combos.append({**base, "accelerator": "cpu", "cuda_version": "auto"})
+            combos += [
+                {**base, "accelerator": "cuda", "cuda_version": cuda} for cuda in facts["cuda"]
+            ]
+    return combos
+
+
+def combo_id(combo: dict[str, str]) -> str:
+    build = "cpu" if combo["accelerator"] == "cpu" else f"cuda-{combo['cuda_version']}"
+    extras = "".join(f"+{k.removeprefix('include_')}" for k, v in combo.items() if v == "yes")
+    return f"torch{combo['torch_version']}-py{combo['python_version']}-{build}{extras}"
+
+
+# Answers that must be refused, each with a fragment the one error message must contain.
+UNSUPPORTED = [
+    ({"torch_version": "2.15.0", "python_version": "3.10"}, "no wheels for Python 3.10"),
+    ({"torch_version": "2.14.1", "python_version": "3.15"}, "no wheels for Python 3.15"),
+    ({"torch_version": "2.10.0", "accelerator": "cuda", "cuda_version": "13.2"}, "no CUDA 13.2 build"),
+    ({"torch_version": "2.15.0", "accelerator": "cuda", "cuda_version": "12.6"}, "no CUDA 12.6 build"),
+    ({"torch_version": "2.12.1", "accelerator": "cuda", "cuda_version": "12.8"}, "no CUDA 12.8 build"),
+    ({"accelerator": "cpu", "cuda_version": "13.0"}, "needs accelerator 'cuda'"),
+    ({"torch_version": "2.13.0", "include_torchaudio": "yes"}, "torchaudio has no release"),
+    ({"torch_version": "2.15.0", "include_torchvision": "yes"}, "torchvision has no release"),
+    ({"torch_version": "2.9.1"}, "2.9.1"),
+    ({"python_version": "3.9"}, "3.9"),
+    ({"accelerator": "rocm"}, "rocm"),
+    ({"project_slug": "My Project"}, "project_slug 'My Project' is not valid"),
+    ({"project_slug": "-x"}, "project_slug '-x' is not valid"),
+    ({"package_name": "class"}, "package_name 'class' is not valid"),
+    ({"package_name": "1abc"}, "package_name '1abc' is not valid"),
+    ({"package_name": "json"}, "would shadow"),
+    ({"author_email": "nobody"}, "author_email 'nobody'"),
+    ({"version": "one"}, "version 'one'"),
+    ({"include_torchvision": "maybe"}, "maybe"),
+    ({"torch_index_url": "ftp://example.com/whl"}, "torch_index_url"),
+    ({"package_index_url": "mirror.local/simple"}, "package_index_url"),
+]

@@ -1,0 +1,100 @@
+"""The compatibility data is consistent, offered as cookiecutter choices, and in the README."""
+
+import json
+import re
+import sys
+
+import pytest
+from combinations import EXPECTED
+from conftest import TEMPLATE
+
+from torch_compat import AUTO_CUDA, CompatError, load
+
+sys.path.insert(0, str(TEMPLATE / "scripts"))
+import render_compat_table  # noqa: E402
+
+COMPAT = load()
+CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def minor(version: str) -> tuple[int, int]:
+    major, minor_, *_ = version.split(".")
+    return int(major), int(minor_)
+
+
+def test_every_fact_names_a_known_source():
+    sources = COMPAT.raw["sources"]
+    for release in COMPAT.raw["torch"]:
+        for key in ("python", "cuda_builds", "pypi_cuda", "torchvision", "torchaudio"):
+            cited = release[f"{key}_source"]
+            assert cited.split(":")[0] in sources, f"{release['version']} {key}: {cited}"
+    for table in ("python", "cuda"):
+        for facts in COMPAT.raw[table].values():
+            assert facts["source"] in sources
+
+
+def test_releases_are_the_six_newest_minors_newest_first_at_one_patch_each():
+    versions = [r.version for r in COMPAT.releases]
+    assert all(VERSION.match(v) for v in versions)
+    minors = [minor(v) for v in versions]
+    assert minors == sorted(minors, reverse=True) and len(set(minors)) == len(minors) >= 6
+    assert [a[1] - b[1] for a, b in zip(minors, minors[1:], strict=False)] == [1] * (len(minors) - 1)
+
+
+def test_release_facts_are_internally_consistent():
+    for r in COMPAT.releases:
+        assert r.recommended_cuda in r.cuda_builds, r.version
+        assert r.pypi_cuda in COMPAT.cuda_versions, r.version
+        assert set(r.cuda_builds) <= set(COMPAT.cuda_versions), r.version
+        assert set(r.python) <= set(COMPAT.python_versions), r.version
+        assert list(r.python) == sorted(r.python, key=minor), r.version
+        if r.torchvision:  # torchvision 0.N pairs with torch 2.(N-15)
+            assert minor(r.torchvision)[1] == minor(r.version)[1] + 15, r.version
+        if r.torchaudio:
+            assert minor(r.torchaudio) == minor(r.version), r.version
+            assert minor(r.version) <= (2, 11), "torchaudio has no release after 2.11.0"
+
+
+def test_data_matches_the_hand_written_expectations():
+    assert [r.version for r in COMPAT.releases] == list(EXPECTED)
+    for r in COMPAT.releases:
+        expected = EXPECTED[r.version]
+        assert r.python == expected["python"]
+        assert expected["cuda"][AUTO_CUDA] == r.recommended_cuda
+        assert set(expected["cuda"]) - {AUTO_CUDA} == set(r.cuda_builds)
+        assert (r.torchvision, r.torchaudio) == (expected["torchvision"], expected["torchaudio"])
+
+
+def test_cookiecutter_choices_offer_exactly_the_data():
+    assert CHOICES["torch_version"] == [r.version for r in COMPAT.releases]
+    assert sorted(CHOICES["python_version"]) == sorted(COMPAT.python_versions)
+    assert CHOICES["cuda_version"][0] == AUTO_CUDA
+    assert sorted(CHOICES["cuda_version"][1:]) == sorted(COMPAT.cuda_versions)
+    assert CHOICES["accelerator"] == ["cpu", "cuda"]
+    # The defaults (first choices) make a project that exists.
+    COMPAT.plan(
+        torch_version=CHOICES["torch_version"][0],
+        python_version=CHOICES["python_version"][0],
+        accelerator=CHOICES["accelerator"][0],
+    )
+
+
+def test_every_cuda_build_is_offered_by_some_release():
+    offered = {c for r in COMPAT.releases for c in r.cuda_builds}
+    assert offered == set(COMPAT.cuda_versions)
+
+
+def test_plan_explains_a_missing_build():
+    with pytest.raises(CompatError, match=r"no CUDA 12\.8 build; choose cuda_version from: auto"):
+        COMPAT.plan(torch_version="2.14.1", python_version="3.11", accelerator="cuda",
+                    cuda_version="12.8")  # fmt: skip
+
+
+def test_readme_table_is_generated_from_the_data():
+    readme = (TEMPLATE / "README.md").read_text()
+    begin, end = render_compat_table.BEGIN, render_compat_table.END
+    section = readme[readme.index(begin) + len(begin) : readme.index(end)]
+    assert section.strip() == render_compat_table.table().strip(), (
+        "README table is stale: run python scripts/render_compat_table.py --write"
+    )

@@ -1,0 +1,127 @@
+"""Bake every supported combination and check what comes out (cookiecutter-django style)."""
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from combinations import EXPECTED, combo_id, supported
+from conftest import UNRENDERED, tool
+
+# What only a CUDA project needs. (Device selection in the Python code, `cuda if available`,
+# is the same in both builds and is not counted.)
+CUDA_ONLY = re.compile(r"nvidia|compose\.gpu|\bcu\d{3}\b|gpu|driver", re.IGNORECASE)
+CUDA_ONLY_IN_IMAGE = re.compile(r"cuda", re.IGNORECASE)
+TEXT_SUFFIXES = {".py", ".toml", ".md", ".yaml", ".yml", ".json", ".txt", ""}
+
+
+def text_files(project: Path) -> list[Path]:
+    return [p for p in project.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES]
+
+
+def run(*args: str, cwd: Path) -> None:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("combo", supported(), ids=combo_id)
+def test_bakes_clean(bake, combo):
+    project = bake(**combo, include_torchvision="no", include_torchaudio="no")
+    expected = EXPECTED[combo["torch_version"]]
+    cuda = expected["cuda"].get(combo["cuda_version"]) if combo["accelerator"] == "cuda" else None
+
+    for path in text_files(project):
+        assert not UNRENDERED.search(path.read_text(encoding="utf-8")), f"unrendered Jinja in {path}"
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert f"torch=={combo['torch_version']}" in pyproject["project"]["dependencies"]
+    assert pyproject["project"]["requires-python"] == f"=={combo['python_version']}.*"
+    (source,) = pyproject["tool"]["poetry"]["source"]
+    suffix = f"cu{cuda.replace('.', '')}" if cuda else "cpu"
+    assert source == {
+        "name": f"pytorch-{suffix}",
+        "url": f"https://download.pytorch.org/whl/{suffix}/",
+        "priority": "explicit",
+    }
+    assert pyproject["tool"]["poetry"]["dependencies"] == {"torch": {"source": source["name"]}}
+
+    dockerfile = (project / "Dockerfile").read_text()
+    assert f"ARG PYTHON_VERSION={combo['python_version']}" in dockerfile
+    assert f"ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/{suffix}/" in dockerfile
+    assert not (project / "docker" / "Dockerfile.cpu").exists()
+    assert not (project / "docker" / "Dockerfile.cuda").exists()
+    assert not (project / "licenses").exists()
+    assert (project / "compose.gpu.yaml").exists() == bool(cuda)
+    if not cuda:
+        for path in text_files(project) + [project / "Dockerfile"]:
+            text = path.read_text(encoding="utf-8")
+            found = CUDA_ONLY.findall(text)
+            if path.name in {"Dockerfile", "compose.yaml", ".dockerignore"}:
+                found += CUDA_ONLY_IN_IMAGE.findall(text)
+            assert not found, f"CPU bake has {found} in {path.relative_to(project)}"
+
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    assert answers["torch_version"] == combo["torch_version"]
+
+    run(tool("hadolint"), "--failure-threshold", "warning", "Dockerfile", cwd=project)
+    compose_files = ["compose.yaml"] + (["compose.gpu.yaml"] if cuda else [])
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *compose_files,
+        cwd=project)  # fmt: skip
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+        ".github/workflows/ci.yml", cwd=project)  # fmt: skip
+    run(tool("ruff"), "check", "--no-cache", ".", cwd=project)
+    run(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=project)
+
+
+@pytest.mark.parametrize("torch_version", [t for t, f in EXPECTED.items() if f["torchvision"]])
+def test_companions_are_pinned_from_the_torch_source(bake, torch_version):
+    expected = EXPECTED[torch_version]
+    extras = {"include_torchvision": "yes"}
+    if expected["torchaudio"]:
+        extras["include_torchaudio"] = "yes"
+    project = bake(torch_version=torch_version, python_version="3.12", **extras)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    deps = pyproject["project"]["dependencies"]
+    assert f"torchvision=={expected['torchvision']}" in deps
+    if expected["torchaudio"]:
+        assert f"torchaudio=={expected['torchaudio']}" in deps
+    sources = pyproject["tool"]["poetry"]["dependencies"]
+    assert set(sources) == {"torch", "torchvision"} | ({"torchaudio"} if expected["torchaudio"] else set())
+    assert {s["source"] for s in sources.values()} == {"pytorch-cpu"}
+
+
+def test_package_index_becomes_the_primary_source(bake):
+    project = bake(package_index_url="https://mirror.example.com/simple/")
+    sources = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["poetry"]["source"]
+    assert sources[0] == {
+        "name": "package-index",
+        "url": "https://mirror.example.com/simple/",
+        "priority": "primary",
+    }
+    assert sources[1]["priority"] == "explicit"
+
+
+def test_torch_index_url_is_a_setting(bake):
+    project = bake(accelerator="cuda", torch_index_url="http://127.0.0.1:9/whl/")
+    (source,) = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["poetry"]["source"]
+    assert source["url"] == "http://127.0.0.1:9/whl/cu132/"
+
+
+@pytest.mark.parametrize("license_name", ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"])
+def test_license_file_matches_the_choice(bake, license_name):
+    project = bake(license=license_name, author_name="Ada Lovelace")
+    text = (project / "LICENSE").read_text()
+    assert ("Apache License" in text) == (license_name == "Apache-2.0")
+    if license_name != "Apache-2.0":
+        assert "Ada Lovelace" in text
+    declared = tomllib.loads((project / "pyproject.toml").read_text())["project"]["license"]
+    assert declared == (license_name if license_name != "Proprietary" else "LicenseRef-Proprietary")
+
+
+def test_names_flow_into_the_project(bake):
+    project = bake(project_name="Digit Classifier")
+    assert project.name == "digit-classifier"
+    assert (project / "src" / "digit_classifier" / "model.py").exists()
+    assert "digit_classifier.__main__:main" in (project / "pyproject.toml").read_text()
