@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Tag stand-ins for the official python:X.Y-slim-RELEASE images when no registry can be reached.
+# Each is built from Debian's own packages (debootstrap minbase + that release's python3) and laid
+# out like the official image: python/python3/pip on PATH, LANG=C.UTF-8, pip allowed to install.
+# Usage: seed-base-images.sh 3.11:bookworm [3.13:trixie ...]   (cached: an existing tag is kept)
+set -euo pipefail
+DOCKER=${DOCKER:-/usr/bin/docker}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+unmount_under() {  # debootstrap can leave /proc and /sys mounted in the new root
+  { grep -o " $1/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mnt; do umount -l "$mnt" || true; done
+}
+
+for spec in "$@"; do
+  py=${spec%%:*} release=${spec##*:}
+  image="python:${py}-slim-${release}"
+  if "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
+    echo "seed-base-images: $image present" >&2
+    continue
+  fi
+  if timeout 60 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then
+    echo "seed-base-images: pulled $image" >&2
+    continue
+  fi
+  echo "seed-base-images: building a stand-in for $image from Debian $release" >&2
+  rootfs=$(mktemp -d /tmp/rootfs-XXXXXX)
+  trap 'unmount_under "$rootfs"; rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
+    "$release" "$rootfs" "$MIRROR" >/tmp/debootstrap-"$release".log 2>&1 \
+    || { tail -n 30 /tmp/debootstrap-"$release".log >&2; exit 1; }
+  unmount_under "$rootfs"
+  have=$(chroot "$rootfs" python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  if [ "$have" != "$py" ]; then
+    echo "seed-base-images: Debian $release has Python $have, not $py" >&2
+    exit 1
+  fi
+  # The official image's pip installs anywhere; Debian's refuses system installs (PEP 668).
+  rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+  ln -sf /usr/bin/pip3 "$rootfs"/usr/local/bin/pip
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+         "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
+  tar -C "$rootfs" --one-file-system --exclude=./proc/* --exclude=./sys/* -c . | "$DOCKER" import \
+    -c 'ENV LANG=C.UTF-8' \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'CMD ["python3"]' - "$image" >/dev/null
+  unmount_under "$rootfs"; rm -rf "$rootfs"; trap - EXIT
+  echo "seed-base-images: tagged $image" >&2
+done
