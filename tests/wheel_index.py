@@ -18,6 +18,7 @@ import html
 import re
 import subprocess
 import threading
+import urllib.parse
 import urllib.request
 import zipfile
 from functools import cache
@@ -142,8 +143,9 @@ class WheelIndex:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
-                status, ctype, body = index.page(self.path.split("?")[0])
-                name = self.path.rsplit("/", 1)[-1]
+                path = urllib.parse.unquote(self.path.split("?")[0])
+                status, ctype, body = index.page(path)
+                name = path.rsplit("/", 1)[-1]
                 if status == 200 and ctype == "application/octet-stream":
                     path = index.files[name]
                     self.send_response(200)
