@@ -1,4 +1,4 @@
-"""Jinja helpers for the template files: derived values come from torch_compat, not from Jinja logic."""
+"""Jinja helpers for the template files: derived values come from torch_compat, not Jinja."""
 
 from pathlib import Path
 

@@ -23,7 +23,7 @@ def table() -> str:
     for r in compat.releases:
         cuda = ", ".join(f"**{c}**" if c == r.recommended_cuda else c for c in r.cuda_builds)
         rows.append(
-            f"| {r.version} | {r.python[0]} – {r.python[-1]} | {cuda} | CUDA {r.pypi_cuda} "
+            f"| {r.version} | {r.python[0]} to {r.python[-1]} | {cuda} | CUDA {r.pypi_cuda} "
             f"| {r.torchvision or '—'} | {r.torchaudio or '—'} |"
         )
     drivers = ", ".join(

@@ -44,9 +44,18 @@ def combo_id(combo: dict[str, str]) -> str:
 UNSUPPORTED = [
     ({"torch_version": "2.15.0", "python_version": "3.10"}, "no wheels for Python 3.10"),
     ({"torch_version": "2.14.1", "python_version": "3.15"}, "no wheels for Python 3.15"),
-    ({"torch_version": "2.10.0", "accelerator": "cuda", "cuda_version": "13.2"}, "no CUDA 13.2 build"),
-    ({"torch_version": "2.15.0", "accelerator": "cuda", "cuda_version": "12.6"}, "no CUDA 12.6 build"),
-    ({"torch_version": "2.12.1", "accelerator": "cuda", "cuda_version": "12.8"}, "no CUDA 12.8 build"),
+    (
+        {"torch_version": "2.10.0", "accelerator": "cuda", "cuda_version": "13.2"},
+        "no CUDA 13.2 build",
+    ),
+    (
+        {"torch_version": "2.15.0", "accelerator": "cuda", "cuda_version": "12.6"},
+        "no CUDA 12.6 build",
+    ),
+    (
+        {"torch_version": "2.12.1", "accelerator": "cuda", "cuda_version": "12.8"},
+        "no CUDA 12.8 build",
+    ),
     ({"accelerator": "cpu", "cuda_version": "13.0"}, "needs accelerator 'cuda'"),
     ({"torch_version": "2.13.0", "include_torchaudio": "yes"}, "torchaudio has no release"),
     ({"torch_version": "2.15.0", "include_torchvision": "yes"}, "torchvision has no release"),

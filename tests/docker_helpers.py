@@ -12,30 +12,49 @@ from pathlib import Path
 from conftest import TEMPLATE, tool
 from wheel_index import pip_config
 
-DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else (shutil.which("docker") or "docker")
+DOCKER = (
+    "/usr/bin/docker" if Path("/usr/bin/docker").exists() else (shutil.which("docker") or "docker")
+)
 BASES = ["3.11:bookworm"]  # Debian packages give these Pythons; others stay bake-and-lint only
 
 
 def sh(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 1800) -> str:
     done = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {done.returncode}:\n"
+            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        )
     return done.stdout
 
 
 def ensure_engine() -> None:
     """Start (or install) a Docker engine; raises, never skips, when none can be had."""
     sh("bash", str(TEMPLATE / "scripts" / "ensure-docker.sh"), timeout=900)
-    sh("bash", str(TEMPLATE / "scripts" / "seed-base-images.sh"), *BASES, env={"DOCKER": DOCKER}, timeout=900)
+    sh(
+        "bash",
+        str(TEMPLATE / "scripts" / "seed-base-images.sh"),
+        *BASES,
+        env={"DOCKER": DOCKER},
+        timeout=900,
+    )
 
 
 def ca_bundle() -> str:
     """The CA bundle this machine trusts (a TLS-intercepting proxy sits in front of PyPI here)."""
-    for candidate in (pip_config().get("global.cert"), os.environ.get("REQUESTS_CA_BUNDLE"),
-                      "/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
+    for candidate in (
+        pip_config().get("global.cert"),
+        os.environ.get("REQUESTS_CA_BUNDLE"),
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     raise AssertionError("no CA bundle found for the ca-bundle build secret")
@@ -56,20 +75,46 @@ class BakedProject:
 
     def build(self, target: str = "runtime", tag: str | None = None) -> str:
         tag = tag or f"{self.tag}-{target}"
-        sh(DOCKER, "build", "--network", "host", "--target", target, "-t", tag,
-           "--secret", f"id=ca-bundle,src={ca_bundle()}",
-           "--build-arg", f"PACKAGE_INDEX_URL={self.index_url}/simple/",
-           ".", cwd=self.path, env={"DOCKER_BUILDKIT": "1"})  # fmt: skip
+        sh(
+            DOCKER,
+            "build",
+            "--network",
+            "host",
+            "--target",
+            target,
+            "-t",
+            tag,
+            "--secret",
+            f"id=ca-bundle,src={ca_bundle()}",
+            "--build-arg",
+            f"PACKAGE_INDEX_URL={self.index_url}/simple/",
+            ".",
+            cwd=self.path,
+            env={"DOCKER_BUILDKIT": "1"},
+        )
         return tag
 
 
 def bake_and_lock(output: Path, index_url: str, **answers: str) -> BakedProject:
     """Bake with the local torch index, then `poetry lock` against PyPI's simple API."""
     args = [f"{k}={v}" for k, v in answers.items()]
-    sh(tool("cookiecutter"), "--no-input", "-o", str(output), str(TEMPLATE), *args,
-       f"torch_index_url={index_url}/whl", "package_index_url=https://pypi.org/simple/")  # fmt: skip
+    sh(
+        tool("cookiecutter"),
+        "--no-input",
+        "-o",
+        str(output),
+        str(TEMPLATE),
+        *args,
+        f"torch_index_url={index_url}/whl",
+        "package_index_url=https://pypi.org/simple/",
+    )
     (path,) = [p for p in output.iterdir() if p.is_dir()]
-    sh(tool("poetry"), "lock", cwd=path, env={"REQUESTS_CA_BUNDLE": ca_bundle(),
-       "POETRY_VIRTUALENVS_CREATE": "false"}, timeout=600)  # fmt: skip
+    sh(
+        tool("poetry"),
+        "lock",
+        cwd=path,
+        env={"REQUESTS_CA_BUNDLE": ca_bundle(), "POETRY_VIRTUALENVS_CREATE": "false"},
+        timeout=600,
+    )
     package = path.name.replace("-", "_")
     return BakedProject(path=path, package=package, tag=f"tdt-{path.name}", index_url=index_url)

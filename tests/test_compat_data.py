@@ -11,7 +11,9 @@ from conftest import TEMPLATE
 from torch_compat import AUTO_CUDA, CompatError, load
 
 sys.path.insert(0, str(TEMPLATE / "scripts"))
-import render_compat_table  # noqa: E402
+import itertools
+
+import render_compat_table
 
 COMPAT = load()
 CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
@@ -39,7 +41,7 @@ def test_releases_are_the_six_newest_minors_newest_first_at_one_patch_each():
     assert all(VERSION.match(v) for v in versions)
     minors = [minor(v) for v in versions]
     assert minors == sorted(minors, reverse=True) and len(set(minors)) == len(minors) >= 6
-    assert [a[1] - b[1] for a, b in zip(minors, minors[1:], strict=False)] == [1] * (len(minors) - 1)
+    assert [a[1] - b[1] for a, b in itertools.pairwise(minors)] == [1] * (len(minors) - 1)
 
 
 def test_release_facts_are_internally_consistent():
@@ -87,8 +89,9 @@ def test_every_cuda_build_is_offered_by_some_release():
 
 def test_plan_explains_a_missing_build():
     with pytest.raises(CompatError, match=r"no CUDA 12\.8 build; choose cuda_version from: auto"):
-        COMPAT.plan(torch_version="2.14.1", python_version="3.11", accelerator="cuda",
-                    cuda_version="12.8")  # fmt: skip
+        COMPAT.plan(
+            torch_version="2.14.1", python_version="3.11", accelerator="cuda", cuda_version="12.8"
+        )
 
 
 def test_readme_table_is_generated_from_the_data():

@@ -16,7 +16,8 @@ import pytest
 from docker_helpers import DOCKER, bake_and_lock, ensure_engine, free_port, sh
 from wheel_index import WheelIndex
 
-pytestmark = pytest.mark.docker
+# One xdist worker builds the images; the other bakes meanwhile.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
 
 VARIANTS = {
     # name: (answers, torch.__version__, torch.version.cuda)
@@ -37,14 +38,19 @@ def wheel_index():
 def variant(request, wheel_index, tmp_path_factory):
     answers, torch_version, cuda = VARIANTS[request.param]
     project = bake_and_lock(
-        tmp_path_factory.mktemp(request.param), wheel_index,
-        project_name=f"Docker Check {request.param}", python_version="3.11", **answers,
-    )  # fmt: skip
+        tmp_path_factory.mktemp(request.param),
+        wheel_index,
+        project_name=f"Docker Check {request.param}",
+        python_version="3.11",
+        **answers,
+    )
     image = project.build("runtime")
     return project, image, torch_version, cuda
 
 
-def docker_run(image: str, *args: str, entrypoint: str | None = None, volume: str | None = None) -> str:
+def docker_run(
+    image: str, *args: str, entrypoint: str | None = None, volume: str | None = None
+) -> str:
     cmd = [DOCKER, "run", "--rm"]
     if entrypoint:
         cmd += ["--entrypoint", entrypoint]
@@ -55,8 +61,12 @@ def docker_run(image: str, *args: str, entrypoint: str | None = None, volume: st
 
 def test_torch_is_the_pinned_build(variant):
     _, image, torch_version, cuda = variant
-    out = docker_run(image, "-c", "import json, torch; print(json.dumps([torch.__version__, torch.version.cuda]))",
-                     entrypoint="python")  # fmt: skip
+    out = docker_run(
+        image,
+        "-c",
+        "import json, torch; print(json.dumps([torch.__version__, torch.version.cuda]))",
+        entrypoint="python",
+    )
     assert json.loads(out) == [torch_version, cuda]
 
 
@@ -70,11 +80,13 @@ def test_runs_as_non_root_with_a_healthcheck(variant):
 
 
 def test_training_writes_a_checkpoint(variant):
-    project, image, *_ = variant
+    _project, image, *_ = variant
     volume = f"tdt-artifacts-{uuid.uuid4().hex[:8]}"
     try:
         out = docker_run(image, "train", "--max-steps", "5", volume=f"{volume}:/app/artifacts")
-        listing = docker_run(image, "-c", "ls -l /app/artifacts", entrypoint="sh", volume=f"{volume}:/app/artifacts")
+        listing = docker_run(
+            image, "-c", "ls -l /app/artifacts", entrypoint="sh", volume=f"{volume}:/app/artifacts"
+        )
     finally:
         subprocess.run([DOCKER, "volume", "rm", "-f", volume], capture_output=True)
     assert "model.pt" in listing, out + listing
@@ -89,7 +101,9 @@ def test_no_cuda_library_is_installed_twice(variant):
     )
     assert docker_run(image, "-c", script, entrypoint="python").strip() == "[]"
     if cuda is None:
-        assert "nvidia" not in docker_run(image, "-c", "ls /opt/venv/lib/python3.11/site-packages", entrypoint="sh")
+        assert "nvidia" not in docker_run(
+            image, "-c", "ls /opt/venv/lib/python3.11/site-packages", entrypoint="sh"
+        )
 
 
 def test_compose_serves_predictions_and_cleans_up(variant):
@@ -101,19 +115,44 @@ def test_compose_serves_predictions_and_cleans_up(variant):
     # The compose file builds the runtime image under its own tag; reuse the one built above.
     sh(DOCKER, "tag", image, f"{project.path.name}:latest")
     try:
-        sh(*compose, "up", "-d", "--no-build", "--wait", "--wait-timeout", "180", cwd=project.path, env=env)
-        centers = json.loads(sh(*compose, "exec", "-T", "api", "python", "-c",
-            f"import json; from {project.package}.data import class_centers; print(json.dumps(class_centers().tolist()))",
-            cwd=project.path, env=env))  # fmt: skip
+        sh(
+            *compose,
+            "up",
+            "-d",
+            "--no-build",
+            "--wait",
+            "--wait-timeout",
+            "180",
+            cwd=project.path,
+            env=env,
+        )
+        centers = json.loads(
+            sh(
+                *compose,
+                "exec",
+                "-T",
+                "api",
+                "python",
+                "-c",
+                f"import json; from {project.package}.data import class_centers; "
+                "print(json.dumps(class_centers().tolist()))",
+                cwd=project.path,
+                env=env,
+            )
+        )
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict", data=json.dumps({"features": centers}).encode(),
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps({"features": centers}).encode(),
             headers={"content-type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = json.load(response)
         assert body["predictions"] == list(range(len(centers)))
-        bad = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=b'{"features": [[1]]}',
-                                     headers={"content-type": "application/json"})  # fmt: skip
+        bad = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=b'{"features": [[1]]}',
+            headers={"content-type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(bad, timeout=30)
         assert error.value.code == 422

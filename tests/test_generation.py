@@ -33,7 +33,9 @@ def test_bakes_clean(bake, combo):
     cuda = expected["cuda"].get(combo["cuda_version"]) if combo["accelerator"] == "cuda" else None
 
     for path in text_files(project):
-        assert not UNRENDERED.search(path.read_text(encoding="utf-8")), f"unrendered Jinja in {path}"
+        assert not UNRENDERED.search(path.read_text(encoding="utf-8")), (
+            f"unrendered Jinja in {path}"
+        )
 
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert f"torch=={combo['torch_version']}" in pyproject["project"]["dependencies"]
@@ -55,7 +57,7 @@ def test_bakes_clean(bake, combo):
     assert not (project / "licenses").exists()
     assert (project / "compose.gpu.yaml").exists() == bool(cuda)
     if not cuda:
-        for path in text_files(project) + [project / "Dockerfile"]:
+        for path in [*text_files(project), project / "Dockerfile"]:
             text = path.read_text(encoding="utf-8")
             found = CUDA_ONLY.findall(text)
             if path.name in {"Dockerfile", "compose.yaml", ".dockerignore"}:
@@ -67,10 +69,20 @@ def test_bakes_clean(bake, combo):
 
     run(tool("hadolint"), "--failure-threshold", "warning", "Dockerfile", cwd=project)
     compose_files = ["compose.yaml"] + (["compose.gpu.yaml"] if cuda else [])
-    run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *compose_files,
-        cwd=project)  # fmt: skip
-    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
-        ".github/workflows/ci.yml", cwd=project)  # fmt: skip
+    run(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        *compose_files,
+        cwd=project,
+    )
+    run(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.github-workflows",
+        ".github/workflows/ci.yml",
+        cwd=project,
+    )
     run(tool("ruff"), "check", "--no-cache", ".", cwd=project)
     run(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=project)
 
@@ -88,7 +100,9 @@ def test_companions_are_pinned_from_the_torch_source(bake, torch_version):
     if expected["torchaudio"]:
         assert f"torchaudio=={expected['torchaudio']}" in deps
     sources = pyproject["tool"]["poetry"]["dependencies"]
-    assert set(sources) == {"torch", "torchvision"} | ({"torchaudio"} if expected["torchaudio"] else set())
+    assert set(sources) == {"torch", "torchvision"} | (
+        {"torchaudio"} if expected["torchaudio"] else set()
+    )
     assert {s["source"] for s in sources.values()} == {"pytorch-cpu"}
 
 

@@ -9,13 +9,20 @@ from combinations import UNSUPPORTED
 from conftest import TEMPLATE
 
 
-@pytest.mark.parametrize(
-    ("answers", "message"), UNSUPPORTED, ids=[str(a) for a, _ in UNSUPPORTED]
-)
+@pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=[str(a) for a, _ in UNSUPPORTED])
 def test_refused_with_nothing_left_behind(tmp_path: Path, answers, message):
     args = [f"{key}={value}" for key, value in answers.items()]
     done = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), str(TEMPLATE), *args],
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "-o",
+            str(tmp_path),
+            str(TEMPLATE),
+            *args,
+        ],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

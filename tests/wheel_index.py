@@ -12,7 +12,6 @@ pip accepts plain HTTP only from localhost: builds reach this with `docker build
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import html
 import re
@@ -25,7 +24,9 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-LINK = re.compile(r'<a href="(?P<href>[^"#]+)(?:#(?P<hash>sha256=[0-9a-f]+))?"[^>]*>(?P<name>[^<]+)</a>')
+LINK = re.compile(
+    r'<a href="(?P<href>[^"#]+)(?:#(?P<hash>sha256=[0-9a-f]+))?"[^>]*>(?P<name>[^<]+)</a>'
+)
 
 
 def normalize(name: str) -> str:
@@ -81,7 +82,9 @@ class WheelIndex:
         for build, wheels in torch_builds.items():
             for wheel in wheels:
                 self.files[wheel.name] = wheel
-                self.torch.setdefault(build, {}).setdefault(project_of(wheel.name), []).append(wheel.name)
+                self.torch.setdefault(build, {}).setdefault(project_of(wheel.name), []).append(
+                    wheel.name
+                )
         self.mirror: dict[str, list[str]] = {}
         for wheel in mirror:
             self.files.setdefault(wheel.name, wheel)
@@ -142,7 +145,7 @@ class WheelIndex:
         index = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path = urllib.parse.unquote(self.path.split("?")[0])
                 status, ctype, body = index.page(path)
                 name = path.rsplit("/", 1)[-1]

@@ -130,7 +130,9 @@ class Compat:
             suffix = self.raw["cuda"][cuda]["index_suffix"]
             driver = self.raw["cuda"][cuda]["min_linux_driver"]
         else:
-            raise CompatError(f"accelerator {accelerator!r} is not offered; choose one of: cpu, cuda")
+            raise CompatError(
+                f"accelerator {accelerator!r} is not offered; choose one of: cpu, cuda"
+            )
         for wanted, name, version in (
             (with_torchvision, "torchvision", release.torchvision),
             (with_torchaudio, "torchaudio", release.torchaudio),
@@ -142,7 +144,9 @@ class Compat:
                     f"or choose torch_version from: {', '.join(having)}"
                 )
         if not torch_index_url.strip():
-            raise CompatError("torch_index_url is empty; the default is https://download.pytorch.org/whl")
+            raise CompatError(
+                "torch_index_url is empty; the default is https://download.pytorch.org/whl"
+            )
         return TorchPlan(
             torch=release.version,
             torchvision=release.torchvision if with_torchvision else None,

@@ -1,0 +1,52 @@
+"""A baked project's own test suite passes, for a representative subset of bakes.
+
+The project's runtime and dev dependencies go into one shared venv (.cache/project-venv) with
+the CPU torch 2.13.0 wheel this machine has for Python 3.11; the project's code is the same
+for every torch release, and CUDA torch runs the same code on a CPU.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE
+
+VENV = TEMPLATE / ".cache" / "project-venv"
+# One worker makes the shared venv and runs these.
+pytestmark = pytest.mark.xdist_group("project-venv")
+PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx", "pytest"]
+
+SUBSET = [
+    {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu"},
+    {"torch_version": "2.14.1", "python_version": "3.11", "accelerator": "cuda"},
+    {"torch_version": "2.15.0", "python_version": "3.13", "accelerator": "cuda",
+     "project_name": "Digit Classifier", "package_name": "digits"},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def project_python() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PACKAGES],
+            check=True,
+        )
+    return python
+
+
+@pytest.mark.parametrize("answers", SUBSET, ids=lambda a: "-".join(a.values()))
+def test_baked_project_tests_pass(bake, project_python, answers):
+    project = bake(**answers)
+    done = subprocess.run(
+        [str(project_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout
