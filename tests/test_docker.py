@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
 VARIANTS = {
     # name: (answers, torch.__version__, torch.version.cuda)
     "cpu": ({"torch_version": "2.13.0", "accelerator": "cpu"}, "2.13.0+cpu", None),
-    "cuda": ({"torch_version": "2.14.1", "accelerator": "cuda"}, "2.14.1", "13.0"),
+    "cuda": ({"torch_version": "2.14.1", "accelerator": "cuda"}, "2.14.1+cu130", "13.0"),
 }
 
 

@@ -90,6 +90,7 @@ class WheelIndex:
             self.files.setdefault(wheel.name, wheel)
             self.mirror.setdefault(project_of(wheel.name), []).append(wheel.name)
         self.server: ThreadingHTTPServer | None = None
+        self.downloads: list[str] = []  # wheel files served, in order (benchmarks read this)
 
     @classmethod
     def from_this_machine(cls) -> WheelIndex:
@@ -151,6 +152,7 @@ class WheelIndex:
                 name = path.rsplit("/", 1)[-1]
                 if status == 200 and ctype == "application/octet-stream":
                     path = index.files[name]
+                    index.downloads.append(name)
                     self.send_response(200)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(path.stat().st_size))

@@ -1,0 +1,282 @@
+"""Measure the generated CPU image and write a markdown table.
+
+    python benchmarks/run.py                 # full run, writes docs/benchmarks.md
+    python benchmarks/run.py --smoke         # quick: warm caches, few requests, prints the table
+
+Measures on this machine, in one run: runtime image size against its floor (base image + the
+installed venv) and against a naive single-stage Poetry image of the same project; cold build
+time; rebuild after a source-only change and after adding one small dependency (and whether
+torch was fetched again); seconds from `docker run` to healthy; predict latency p50/p95 and
+requests per second. Needs what the docker tests need (scripts/ensure-docker.sh & co).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from docker_helpers import DOCKER, bake_and_lock, ca_bundle, ensure_engine, free_port, sh  # noqa: E402
+from wheel_index import WheelIndex  # noqa: E402
+
+TARGETS = {
+    "runtime_vs_floor": 1.03,  # runtime size / (base + venv) at most
+    "smaller_than_naive": 0.35,  # at least this much smaller than the naive image
+    "source_rebuild_share": 0.05,  # source-only rebuild / cold build at most
+    "healthy_seconds": 5.0,
+}
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def image_size(tag: str) -> int:
+    return int(sh(DOCKER, "image", "inspect", "--format", "{{.Size}}", tag).strip())
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def wait_healthy(container: str, timeout: float = 60) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        status = sh(DOCKER, "inspect", "--format", "{{.State.Health.Status}}", container).strip()
+        if status == "healthy":
+            return time.perf_counter() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{container} not healthy after {timeout}s")
+
+
+def latency(port: int, features: list[list[float]], n: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"features": features})
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        conn.request("POST", "/predict", body, {"content-type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        times.append(time.perf_counter() - start)
+    conn.close()
+    return times
+
+
+def throughput(port: int, features: list[list[float]], seconds: float, clients: int = 4) -> float:
+    done = [0] * clients
+    stop = time.perf_counter() + seconds
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        body = json.dumps({"features": features})
+        while time.perf_counter() < stop:
+            conn.request("POST", "/predict", body, {"content-type": "application/json"})
+            conn.getresponse().read()
+            done[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / seconds
+
+
+def run(smoke: bool) -> dict:
+    ensure_engine()
+    index = WheelIndex.from_this_machine()
+    url = index.start()
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        project = bake_and_lock(
+            Path(tmp),
+            url,
+            project_name="Docker Check CPU",
+            python_version="3.11",
+            torch_version="2.13.0",
+            accelerator="cpu",
+        )
+        if not smoke:
+            sh(DOCKER, "builder", "prune", "-af")
+        index.downloads.clear()
+        results["cold_build_s"], image = timed(project.build, "runtime", "bench-runtime")
+        results["cold_torch_downloads"] = sum(n.startswith("torch-") for n in index.downloads)
+
+        size = image_size(image)
+        base = image_size("python:3.11-slim-bookworm")
+        venv = int(
+            sh(DOCKER, "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]
+        )
+        results.update(runtime_bytes=size, base_bytes=base, venv_bytes=venv)
+
+        naive = ROOT / "benchmarks" / "naive.Dockerfile"
+        results["naive_build_s"], _ = timed(
+            sh,
+            DOCKER,
+            "build",
+            "--network",
+            "host",
+            "-f",
+            str(naive),
+            "-t",
+            "bench-naive",
+            "--secret",
+            f"id=ca-bundle,src={ca_bundle()}",
+            ".",
+            cwd=project.path,
+        )
+        results["naive_bytes"] = image_size("bench-naive")
+
+        # Source-only change: one line in the model module.
+        model = project.path / "src" / project.package / "model.py"
+        model.write_text(model.read_text() + "\n# touched by the benchmark\n")
+        results["source_rebuild_s"], _ = timed(project.build, "runtime", "bench-runtime")
+
+        # One small dependency: lock again, rebuild, count torch downloads.
+        pyproject = project.path / "pyproject.toml"
+        pyproject.write_text(
+            pyproject.read_text().replace(
+                '"uvicorn>=0.30,<1",', '"uvicorn>=0.30,<1",\n    "six>=1.16",'
+            )
+        )
+        sh(
+            str(Path(sys.executable).parent / "poetry"),
+            "lock",
+            cwd=project.path,
+            env={"REQUESTS_CA_BUNDLE": ca_bundle(), "POETRY_VIRTUALENVS_CREATE": "false"},
+        )
+        index.downloads.clear()
+        results["dependency_rebuild_s"], _ = timed(project.build, "runtime", "bench-runtime")
+        results["dependency_torch_downloads"] = sum(n.startswith("torch-") for n in index.downloads)
+
+        # Serve: train a checkpoint into a volume, then time `docker run` to healthy.
+        volume = "bench-artifacts"
+        sh(DOCKER, "run", "--rm", "-v", f"{volume}:/app/artifacts", image, "train", "--epochs", "5")
+        port = free_port()
+        start = time.perf_counter()
+        container = sh(
+            DOCKER,
+            "run",
+            "-d",
+            "-p",
+            f"127.0.0.1:{port}:8000",
+            "-v",
+            f"{volume}:/app/artifacts:ro",
+            image,
+        ).strip()
+        try:
+            wait_healthy(container)
+            results["healthy_s"] = time.perf_counter() - start  # from before `docker run`
+            one_row = [[0.5, -1.2, 3.3, 0.1]]
+            latency(port, one_row, 20)  # warm up
+            times = sorted(latency(port, one_row, 50 if smoke else 500))
+            results["p50_ms"] = statistics.median(times) * 1e3
+            results["p95_ms"] = times[int(len(times) * 0.95) - 1] * 1e3
+            results["rps"] = throughput(port, one_row, 2 if smoke else 10)
+        finally:
+            subprocess.run([DOCKER, "rm", "-f", container], capture_output=True)
+            subprocess.run([DOCKER, "volume", "rm", "-f", volume], capture_output=True)
+    index.stop()
+    return results
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def table(r: dict, smoke: bool) -> str:
+    floor = r["base_bytes"] + r["venv_bytes"]
+    vs_floor = r["runtime_bytes"] / floor
+    smaller = 1 - r["runtime_bytes"] / r["naive_bytes"]
+    share = r["source_rebuild_s"] / r["cold_build_s"]
+    rows = [
+        ("Runtime image", mb(r["runtime_bytes"]), ""),
+        (
+            "Floor: base image + venv",
+            f"{mb(r['base_bytes'])} + {mb(r['venv_bytes'])} = {mb(floor)}",
+            "",
+        ),
+        (
+            "Runtime / floor",
+            f"{vs_floor:.3f}",
+            f"≤ {TARGETS['runtime_vs_floor']}: " + verdict(vs_floor <= TARGETS["runtime_vs_floor"]),
+        ),
+        ("Naive single-stage Poetry image", mb(r["naive_bytes"]), ""),
+        (
+            "Runtime smaller than naive by",
+            f"{smaller:.0%}",
+            f"≥ {TARGETS['smaller_than_naive']:.0%}: "
+            + verdict(smaller >= TARGETS["smaller_than_naive"]),
+        ),
+        ("Cold build (runtime target)", f"{r['cold_build_s']:.1f} s", ""),
+        ("Naive image build (warm apt/PyPI)", f"{r['naive_build_s']:.1f} s", ""),
+        (
+            "Rebuild after a source-only change",
+            f"{r['source_rebuild_s']:.1f} s ({share:.1%} of cold)",
+            f"≤ {TARGETS['source_rebuild_share']:.0%}: "
+            + verdict(share <= TARGETS["source_rebuild_share"]),
+        ),
+        ("Rebuild after adding one dependency", f"{r['dependency_rebuild_s']:.1f} s", ""),
+        (
+            "torch wheels fetched: cold / dependency rebuild",
+            f"{r['cold_torch_downloads']} / {r['dependency_torch_downloads']}",
+            "0 on rebuild: " + verdict(r["dependency_torch_downloads"] == 0),
+        ),
+        (
+            "`docker run` to healthy",
+            f"{r['healthy_s']:.1f} s",
+            f"≤ {TARGETS['healthy_seconds']:.0f} s: "
+            + verdict(r["healthy_s"] <= TARGETS["healthy_seconds"]),
+        ),
+        ("Predict latency p50 / p95 (1 row)", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms", ""),
+        ("Predict throughput (4 clients)", f"{r['rps']:.0f} req/s", ""),
+    ]
+    head = [
+        "# Benchmark: generated CPU image (torch 2.13.0, Python 3.11)"
+        + (" — smoke run" if smoke else ""),
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/run.py` on one machine:"
+        f" {os.cpu_count()} cores, {platform.machine()}, Docker "
+        + sh(DOCKER, "version", "--format", "{{.Server.Version}}").strip()
+        + ". Base image: the Debian stand-in for `python:3.11-slim-bookworm`"
+        " (scripts/seed-base-images.sh). Cold = build cache pruned; wheels from a local index.",
+        "",
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+    ]
+    return "\n".join(head + [f"| {a} | {b} | {c} |" for a, b, c in rows]) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="warm caches, few requests, no file")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    results = run(args.smoke)
+    text = table(results, args.smoke)
+    print(text)
+    if not args.smoke:
+        args.output.write_text(
+            text + "\nRaw results:\n\n```json\n" + json.dumps(results, indent=2) + "\n```\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
