@@ -67,7 +67,7 @@ def test_bakes_clean(bake, combo):
     answers = json.loads((project / ".cookiecutter.json").read_text())
     assert answers["torch_version"] == combo["torch_version"]
 
-    run(tool("hadolint"), "--failure-threshold", "warning", "Dockerfile", cwd=project)
+    run(tool("hadolint"), "--failure-threshold", "style", "Dockerfile", cwd=project)  # any finding
     compose_files = ["compose.yaml"] + (["compose.gpu.yaml"] if cuda else [])
     run(
         tool("check-jsonschema"),
