@@ -12,6 +12,7 @@ CUDA_LIBS = ("cuda", "cublas", "cudnn", "cufft", "curand", "cusolver", "cusparse
 found = collections.defaultdict(list)
 for root in ("/opt/venv", "/usr", "/lib"):
     for path in pathlib.Path(root).rglob("*.so*"):
-        if any(name in path.name.lower() for name in CUDA_LIBS):
+        is_library = path.name.startswith("lib") and ".cpython-" not in path.name  # not bindings
+        if is_library and any(name in path.name.lower() for name in CUDA_LIBS):
             found[re.sub(r"\.so.*", ".so", path.name)].append(str(path))
 print(json.dumps(found))
