@@ -9,15 +9,7 @@ from torch_compat import load
 
 def torch_plan(cookiecutter):
     """The resolved torch build for these answers (pre_gen_project has already validated them)."""
-    return load().plan(
-        torch_version=cookiecutter["torch_version"],
-        python_version=cookiecutter["python_version"],
-        accelerator=cookiecutter["accelerator"],
-        cuda_version=cookiecutter["cuda_version"],
-        torch_index_url=cookiecutter["torch_index_url"],
-        with_torchvision=cookiecutter["include_torchvision"] == "yes",
-        with_torchaudio=cookiecutter["include_torchaudio"] == "yes",
-    )
+    return load().plan_for(cookiecutter)
 
 
 class TorchPlanExtension(Extension):

@@ -14,23 +14,15 @@ sys.path.insert(0, {{ template_root | tojson }})  # for torch_compat
 from torch_compat import TorchPlan, load  # noqa: E402
 
 PROJECT = Path.cwd()
-ACCELERATOR = {{ cookiecutter.accelerator | tojson }}
-LICENSE = {{ cookiecutter.license | tojson }}
-PACKAGE_INDEX_URL = {{ cookiecutter.package_index_url | tojson }}
-PLAN = load().plan(
-    torch_version={{ cookiecutter.torch_version | tojson }},
-    python_version={{ cookiecutter.python_version | tojson }},
-    accelerator=ACCELERATOR,
-    cuda_version={{ cookiecutter.cuda_version | tojson }},
-    torch_index_url={{ cookiecutter.torch_index_url | tojson }},
-    with_torchvision={{ cookiecutter.include_torchvision | tojson }} == "yes",
-    with_torchaudio={{ cookiecutter.include_torchaudio | tojson }} == "yes",
-)
+ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
+ACCELERATOR = ANSWERS["accelerator"]
+PACKAGE_INDEX_URL = ANSWERS["package_index_url"]
+PLAN = load().plan_for(ANSWERS)
 
 # Whole-file variants: the chosen file takes the target name, the others go.
 VARIANTS = {
     "Dockerfile": {"cpu": "docker/Dockerfile.cpu", "cuda": "docker/Dockerfile.cuda"}[ACCELERATOR],
-    "LICENSE": f"licenses/{LICENSE}.txt",
+    "LICENSE": f"licenses/{ANSWERS['license']}.txt",
 }
 VARIANT_DIRS = ["licenses"]
 VARIANT_GLOBS = ["docker/Dockerfile.*"]

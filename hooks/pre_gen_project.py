@@ -4,6 +4,7 @@ On failure: one message on stderr naming the bad value and the valid ones, exit 
 cookiecutter then removes the half-made project folder. Never prompts.
 """
 
+import json
 import keyword
 import re
 import sys
@@ -12,21 +13,7 @@ sys.path.insert(0, {{ template_root | tojson }})  # for torch_compat
 
 from torch_compat import CompatError, load  # noqa: E402
 
-ANSWERS = {
-    "project_name": {{ cookiecutter.project_name | tojson }},
-    "project_slug": {{ cookiecutter.project_slug | tojson }},
-    "package_name": {{ cookiecutter.package_name | tojson }},
-    "author_email": {{ cookiecutter.author_email | tojson }},
-    "version": {{ cookiecutter.version | tojson }},
-    "python_version": {{ cookiecutter.python_version | tojson }},
-    "torch_version": {{ cookiecutter.torch_version | tojson }},
-    "accelerator": {{ cookiecutter.accelerator | tojson }},
-    "cuda_version": {{ cookiecutter.cuda_version | tojson }},
-    "include_torchvision": {{ cookiecutter.include_torchvision | tojson }},
-    "include_torchaudio": {{ cookiecutter.include_torchaudio | tojson }},
-    "torch_index_url": {{ cookiecutter.torch_index_url | tojson }},
-    "package_index_url": {{ cookiecutter.package_index_url | tojson }},
-}
+ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
 
 # A slug is a folder, a distribution and a Docker image name: lowercase letters, digits, single dashes.
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -38,8 +25,13 @@ YES_NO = ("yes", "no")
 
 def name_errors(a: dict) -> list[str]:
     errors = []
-    if not a["project_name"].strip():
-        errors.append("project_name is empty")
+    if not a["project_name"].strip() or "\n" in a["project_name"]:
+        errors.append(f"project_name {a['project_name']!r} must be one non-empty line")
+    if any(c in a["description"] for c in '"\\\n'):
+        errors.append(
+            f"description {a['description']!r} may not hold double quotes, backslashes or line "
+            "breaks: it becomes the package docstring"
+        )
     if not SLUG.match(a["project_slug"]):
         errors.append(
             f"project_slug {a['project_slug']!r} is not valid: use lowercase letters, digits "
@@ -74,15 +66,7 @@ def main() -> int:
     errors = name_errors(ANSWERS)
     if not errors:
         try:
-            load().plan(
-                torch_version=ANSWERS["torch_version"],
-                python_version=ANSWERS["python_version"],
-                accelerator=ANSWERS["accelerator"],
-                cuda_version=ANSWERS["cuda_version"],
-                torch_index_url=ANSWERS["torch_index_url"],
-                with_torchvision=ANSWERS["include_torchvision"] == "yes",
-                with_torchaudio=ANSWERS["include_torchaudio"] == "yes",
-            )
+            load().plan_for(ANSWERS)
         except CompatError as exc:
             errors.append(str(exc))
     if errors:

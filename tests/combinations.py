@@ -68,6 +68,7 @@ UNSUPPORTED = [
     ({"package_name": "1abc"}, "package_name '1abc' is not valid"),
     ({"package_name": "json"}, "would shadow"),
     ({"author_email": "nobody"}, "author_email 'nobody'"),
+    ({"description": 'A "quoted" model'}, "may not hold double quotes"),
     ({"version": "one"}, "version 'one'"),
     ({"include_torchvision": "maybe"}, "maybe"),
     ({"torch_index_url": "ftp://example.com/whl"}, "torch_index_url"),

@@ -134,6 +134,25 @@ def test_license_file_matches_the_choice(bake, license_name):
     assert declared == (license_name if license_name != "Proprietary" else "LicenseRef-Proprietary")
 
 
+def test_odd_but_valid_text_still_makes_valid_code(bake):
+    project = bake(
+        project_name="Zoë's <Model> & Co",
+        project_slug="zoe-model",
+        description="Classifies things: it's small, fast & <safe>.",
+        author_name='Zoë "Z" O\'Neil',
+    )
+    run(tool("ruff"), "check", "--no-cache", ".", cwd=project)
+    run(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=project)
+    tomllib.loads((project / "pyproject.toml").read_text())
+    run(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        "compose.yaml",
+        cwd=project,
+    )
+
+
 def test_names_flow_into_the_project(bake):
     project = bake(project_name="Digit Classifier")
     assert project.name == "digit-classifier"

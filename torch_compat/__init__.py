@@ -7,6 +7,7 @@ Standard library only: the hooks run with whatever Python runs cookiecutter.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,19 @@ class Compat:
             index_url=f"{torch_index_url.rstrip('/')}/{suffix}/",
             min_linux_driver=driver,
             debian_release=self.raw["python"][python_version]["debian_release"],
+        )
+
+
+    def plan_for(self, answers: Mapping[str, str]) -> TorchPlan:
+        """plan() for the template's answers (cookiecutter variable names)."""
+        return self.plan(
+            torch_version=answers["torch_version"],
+            python_version=answers["python_version"],
+            accelerator=answers["accelerator"],
+            cuda_version=answers["cuda_version"],
+            torch_index_url=answers["torch_index_url"],
+            with_torchvision=answers["include_torchvision"] == "yes",
+            with_torchaudio=answers["include_torchaudio"] == "yes",
         )
 
 

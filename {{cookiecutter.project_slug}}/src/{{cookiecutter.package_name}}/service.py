@@ -54,7 +54,7 @@ def create_app(checkpoint: Path | None = None, device: str | None = None) -> Fas
         log.info("loaded %s on %s (%s)", checkpoint, dev, metadata)
         yield
 
-    app = FastAPI(title="{{ cookiecutter.project_name }}", lifespan=lifespan)
+    app = FastAPI(title={{ cookiecutter.project_name | tojson }}, lifespan=lifespan)
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
