@@ -36,6 +36,10 @@ command -v debootstrap >/dev/null 2>&1 || apt-get install -y -qq --no-install-re
 
 if ! "$DOCKER" info >/dev/null 2>&1; then
   echo "ensure-docker: starting dockerd" >&2
+  # A dockerd or containerd killed with the last session leaves pid files that block a restart.
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
+  done
   mkdir -p /var/log
   setsid nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
   for _ in $(seq 1 60); do

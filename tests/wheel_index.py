@@ -17,6 +17,8 @@ import html
 import re
 import subprocess
 import threading
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
@@ -113,11 +115,17 @@ class WheelIndex:
         return "\n".join(rows)
 
     def pypi_links(self, project: str, skip: set[str]) -> str:
-        try:
-            with urllib.request.urlopen(f"https://pypi.org/simple/{project}/", timeout=60) as r:
-                page = r.read().decode()
-        except OSError:
-            return ""
+        page = ""
+        for attempt in range(3):  # the proxy in front of PyPI drops a request now and then
+            try:
+                with urllib.request.urlopen(f"https://pypi.org/simple/{project}/", timeout=60) as r:
+                    page = r.read().decode()
+                break
+            except urllib.error.HTTPError as error:
+                if error.code == 404:
+                    break
+            except OSError:
+                time.sleep(1 + attempt)
         return "\n".join(m.group(0) for m in LINK.finditer(page) if m["name"] not in skip)
 
     def page(self, path: str) -> tuple[int, str, bytes]:
