@@ -161,7 +161,6 @@ class Compat:
             debian_release=self.raw["python"][python_version]["debian_release"],
         )
 
-
     def plan_for(self, answers: Mapping[str, str]) -> TorchPlan:
         """plan() for the template's answers (cookiecutter variable names)."""
         return self.plan(
