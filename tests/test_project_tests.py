@@ -5,6 +5,7 @@ the CPU torch 2.13.0 wheel this machine has for Python 3.11; the project's code 
 for every torch release, and CUDA torch runs the same code on a CPU.
 """
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -14,8 +15,6 @@ import pytest
 from conftest import TEMPLATE
 
 VENV = TEMPLATE / ".cache" / "project-venv"
-# One worker makes the shared venv and runs these.
-pytestmark = pytest.mark.xdist_group("project-venv")
 PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx", "pytest"]
 
 SUBSET = [
@@ -28,13 +27,19 @@ SUBSET = [
 
 @pytest.fixture(scope="session")
 def project_python() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PACKAGES],
-            check=True,
-        )
+    """Made once, under a lock: xdist workers may ask for it at the same time."""
+    python, ready = VENV / "bin" / "python", VENV / ".ready"
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with (VENV.parent / "project-venv.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                 *PACKAGES],
+                check=True,
+            )  # fmt: skip
+            ready.touch()
     return python
 
 
