@@ -29,7 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from docker_helpers import DOCKER, bake_and_lock, ca_bundle, ensure_engine, free_port, sh  # noqa: E402
+from docker_helpers import (  # noqa: E402
+    DOCKER,
+    bake_and_lock,
+    ca_bundle,
+    ensure_engine,
+    free_port,
+    remove_images,
+    sh,
+)
 from wheel_index import WheelIndex  # noqa: E402
 
 TARGETS = {
@@ -359,11 +367,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--cuda", action="store_true", help="also measure the CUDA image")
     args = parser.parse_args()
-    results = run(args.smoke)
-    text = table(results, args.smoke)
-    if args.cuda:
-        results.update(run_cuda())
-        text += cuda_table(results)
+    try:
+        results = run(args.smoke)
+        text = table(results, args.smoke)
+        if args.cuda:
+            results.update(run_cuda())
+            text += cuda_table(results)
+    finally:
+        remove_images("bench-runtime", "bench-naive", "bench-cuda-runtime")
     print(text)
     if not args.smoke:
         args.output.write_text(

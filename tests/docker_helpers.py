@@ -48,6 +48,12 @@ def ensure_engine() -> None:
     )
 
 
+def remove_images(*tags: str) -> None:
+    """Remove these tags and the dangling layers left behind; base images stay."""
+    subprocess.run([DOCKER, "rmi", "-f", *tags], capture_output=True)
+    subprocess.run([DOCKER, "image", "prune", "-f"], capture_output=True)
+
+
 def ca_bundle() -> str:
     """The CA bundle this machine trusts (a TLS-intercepting proxy sits in front of PyPI here)."""
     for candidate in (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEMPLATE
-from docker_helpers import DOCKER, bake_and_lock, ensure_engine, free_port, sh
+from docker_helpers import DOCKER, bake_and_lock, ensure_engine, free_port, remove_images, sh
 from wheel_index import WheelIndex
 
 PROBES = Path(__file__).with_name("image_probes")
@@ -51,7 +51,9 @@ def variant(request, wheel_index, tmp_path_factory):
         **answers,
     )
     image = project.build("runtime")
-    return project, image, torch_version, cuda
+    yield project, image, torch_version, cuda
+    # A CUDA image is ~6 GB: free the disk before the next variant builds.
+    remove_images(image, f"{project.tag}-test", f"{project.path.name}:latest")
 
 
 def docker_run(
