@@ -31,12 +31,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from docker_helpers import (  # noqa: E402
     DOCKER,
+    TRITON_VENDORED_CUPTI,
     bake_and_lock,
     ca_bundle,
+    cuda_libraries,
     ensure_engine,
     free_port,
     remove_images,
     sh,
+    venv_bytes,
 )
 from wheel_index import WheelIndex  # noqa: E402
 
@@ -129,10 +132,7 @@ def run(smoke: bool) -> dict:
 
         size = image_size(image)
         base = image_size("python:3.11-slim-bookworm")
-        venv = int(
-            sh(DOCKER, "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]
-        )
-        results.update(runtime_bytes=size, base_bytes=base, venv_bytes=venv)
+        results.update(runtime_bytes=size, base_bytes=base, venv_bytes=venv_bytes(image))
 
         naive = ROOT / "benchmarks" / "naive.Dockerfile"
         results["naive_build_s"], _ = timed(
@@ -205,10 +205,6 @@ def run(smoke: bool) -> dict:
     return results
 
 
-CUDA_PROBE = ROOT / "tests" / "image_probes" / "cuda_libraries.py"
-TRITON_VENDORED = "/triton/backends/nvidia/lib/cupti"
-
-
 def run_cuda() -> dict:
     """The CUDA image (torch 2.14.1, CUDA 13.0): size against its floor, CUDA libraries twice."""
     index = WheelIndex.from_this_machine()
@@ -224,14 +220,10 @@ def run_cuda() -> dict:
         )
         build_s, image = timed(project.build, "runtime", "bench-cuda-runtime")
     index.stop()
-    venv = int(
-        sh(DOCKER, "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]
-    )
-    found = json.loads(
-        sh(DOCKER, "run", "--rm", "--entrypoint", "python", image, "-c", CUDA_PROBE.read_text())
-    )
+    venv = venv_bytes(image)
+    found = cuda_libraries(image)
     twice = [lib for lib, paths in found.items() if len(paths) > 1]
-    vendored = [p for paths in found.values() for p in paths if TRITON_VENDORED in p]
+    vendored = [p for paths in found.values() for p in paths if TRITON_VENDORED_CUPTI in p]
     vendored_bytes = int(
         sh(
             DOCKER,
@@ -241,10 +233,14 @@ def run_cuda() -> dict:
             "sh",
             image,
             "-c",
-            "du -scb /opt/venv/lib/python3.11/site-packages" + TRITON_VENDORED + "* | tail -n 1",
+            "du -scb /opt/venv/lib/python3.11/site-packages"
+            + TRITON_VENDORED_CUPTI
+            + "* | tail -n 1",
         ).split()[0]
     )
-    others = [lib for lib in twice if len([p for p in found[lib] if TRITON_VENDORED not in p]) > 1]
+    others = [
+        lib for lib in twice if len([p for p in found[lib] if TRITON_VENDORED_CUPTI not in p]) > 1
+    ]
     return {
         "cuda_build_s": build_s,
         "cuda_runtime_bytes": image_size(image),

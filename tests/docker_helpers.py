@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -45,6 +46,24 @@ def ensure_engine() -> None:
         *BASES,
         env={"DOCKER": DOCKER},
         timeout=900,
+    )
+
+
+# Triton vendors its own CUPTI builds for its proton profiler; torch's profiler uses the CUPTI of
+# the nvidia-cuda-cupti wheel. Both come from the lock's wheels (see docs/benchmarks.md).
+TRITON_VENDORED_CUPTI = "/triton/backends/nvidia/lib/cupti"
+CUDA_PROBE = Path(__file__).with_name("image_probes") / "cuda_libraries.py"
+
+
+def cuda_libraries(image: str) -> dict[str, list[str]]:
+    """Every CUDA shared library in the image: {library: [paths]}."""
+    probe = CUDA_PROBE.read_text()
+    return json.loads(sh(DOCKER, "run", "--rm", "--entrypoint", "python", image, "-c", probe))
+
+
+def venv_bytes(image: str) -> int:
+    return int(
+        sh(DOCKER, "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]
     )
 
 

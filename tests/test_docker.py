@@ -12,14 +12,20 @@ import sys
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from conftest import TEMPLATE
-from docker_helpers import DOCKER, bake_and_lock, ensure_engine, free_port, remove_images, sh
+from docker_helpers import (
+    DOCKER,
+    TRITON_VENDORED_CUPTI,
+    bake_and_lock,
+    cuda_libraries,
+    ensure_engine,
+    free_port,
+    remove_images,
+    sh,
+)
 from wheel_index import WheelIndex
-
-PROBES = Path(__file__).with_name("image_probes")
 
 # scripts/test runs pytest with --dist loadscope: this whole module (images, then the benchmark
 # smoke) runs on one worker, in order, while the other worker bakes.
@@ -100,19 +106,13 @@ def test_training_writes_a_checkpoint(variant):
     assert "model.pt" in listing, out + listing
 
 
-# Triton vendors its own CUPTI builds for its proton profiler; torch's profiler uses the CUPTI of
-# the nvidia-cuda-cupti wheel. Both come from the lock's wheels: reported in docs/benchmarks.md.
-TRITON_VENDORED = "/triton/backends/nvidia/lib/cupti"
-
-
 def test_no_cuda_library_is_installed_twice(variant):
     _, image, _, cuda = variant
-    probe = (PROBES / "cuda_libraries.py").read_text()
-    found = json.loads(docker_run(image, "-c", probe, entrypoint="python"))
+    found = cuda_libraries(image)
     twice = {
         lib: paths
         for lib, paths in found.items()
-        if len([p for p in paths if TRITON_VENDORED not in p]) > 1
+        if len([p for p in paths if TRITON_VENDORED_CUPTI not in p]) > 1
     }
     assert twice == {}
     outside_venv = [p for paths in found.values() for p in paths if not p.startswith("/opt/venv/")]
