@@ -15,7 +15,7 @@ import pytest
 from conftest import TEMPLATE
 
 VENV = TEMPLATE / ".cache" / "project-venv"
-PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx", "pytest"]
+PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx2", "pytest"]
 
 SUBSET = [
     {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu"},
