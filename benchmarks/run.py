@@ -37,6 +37,7 @@ from docker_helpers import (  # noqa: E402
     cuda_libraries,
     ensure_engine,
     free_port,
+    libraries_twice,
     remove_images,
     sh,
     venv_bytes,
@@ -110,20 +111,21 @@ def throughput(port: int, features: list[list[float]], seconds: float, clients: 
     return sum(done) / seconds
 
 
-def run(smoke: bool) -> dict:
-    ensure_engine()
-    index = WheelIndex.from_this_machine()
-    url = index.start()
+def bake(tmp: str, index: WheelIndex, torch_version: str, accelerator: str):
+    return bake_and_lock(
+        Path(tmp),
+        index.url,
+        project_name=f"Docker Check {accelerator}",
+        python_version="3.11",
+        torch_version=torch_version,
+        accelerator=accelerator,
+    )
+
+
+def run(index: WheelIndex, smoke: bool) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        project = bake_and_lock(
-            Path(tmp),
-            url,
-            project_name="Docker Check CPU",
-            python_version="3.11",
-            torch_version="2.13.0",
-            accelerator="cpu",
-        )
+        project = bake(tmp, index, "2.13.0", "cpu")
         if not smoke:
             sh(DOCKER, "builder", "prune", "-af")
         index.downloads.clear()
@@ -201,28 +203,17 @@ def run(smoke: bool) -> dict:
         finally:
             subprocess.run([DOCKER, "rm", "-f", container], capture_output=True)
             subprocess.run([DOCKER, "volume", "rm", "-f", volume], capture_output=True)
-    index.stop()
     return results
 
 
-def run_cuda() -> dict:
+def run_cuda(index: WheelIndex) -> dict:
     """The CUDA image (torch 2.14.1, CUDA 13.0): size against its floor, CUDA libraries twice."""
-    index = WheelIndex.from_this_machine()
-    url = index.start()
     with tempfile.TemporaryDirectory() as tmp:
-        project = bake_and_lock(
-            Path(tmp),
-            url,
-            project_name="Docker Check CUDA",
-            python_version="3.11",
-            torch_version="2.14.1",
-            accelerator="cuda",
-        )
+        project = bake(tmp, index, "2.14.1", "cuda")
         build_s, image = timed(project.build, "runtime", "bench-cuda-runtime")
-    index.stop()
     venv = venv_bytes(image)
     found = cuda_libraries(image)
-    twice = [lib for lib, paths in found.items() if len(paths) > 1]
+    twice = list(libraries_twice(found))
     vendored = [p for paths in found.values() for p in paths if TRITON_VENDORED_CUPTI in p]
     vendored_bytes = int(
         sh(
@@ -238,9 +229,7 @@ def run_cuda() -> dict:
             + "* | tail -n 1",
         ).split()[0]
     )
-    others = [
-        lib for lib in twice if len([p for p in found[lib] if TRITON_VENDORED_CUPTI not in p]) > 1
-    ]
+    others = list(libraries_twice(found, ignore=TRITON_VENDORED_CUPTI))
     return {
         "cuda_build_s": build_s,
         "cuda_runtime_bytes": image_size(image),
@@ -363,13 +352,17 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--cuda", action="store_true", help="also measure the CUDA image")
     args = parser.parse_args()
+    ensure_engine()
+    index = WheelIndex.from_this_machine()
+    index.start()
     try:
-        results = run(args.smoke)
+        results = run(index, args.smoke)
         text = table(results, args.smoke)
         if args.cuda:
-            results.update(run_cuda())
+            results.update(run_cuda(index))
             text += cuda_table(results)
     finally:
+        index.stop()
         remove_images("bench-runtime", "bench-naive", "bench-cuda-runtime")
     print(text)
     if not args.smoke:

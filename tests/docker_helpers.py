@@ -61,6 +61,15 @@ def cuda_libraries(image: str) -> dict[str, list[str]]:
     return json.loads(sh(DOCKER, "run", "--rm", "--entrypoint", "python", image, "-c", probe))
 
 
+def libraries_twice(found: dict[str, list[str]], ignore: str | None = None) -> dict[str, list[str]]:
+    """The libraries of cuda_libraries() found at more than one path, not counting paths that
+    contain `ignore`."""
+    counted = {
+        lib: [p for p in paths if not (ignore and ignore in p)] for lib, paths in found.items()
+    }
+    return {lib: paths for lib, paths in counted.items() if len(paths) > 1}
+
+
 def venv_bytes(image: str) -> int:
     return int(
         sh(DOCKER, "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]

@@ -92,6 +92,7 @@ class WheelIndex:
             self.files.setdefault(wheel.name, wheel)
             self.mirror.setdefault(project_of(wheel.name), []).append(wheel.name)
         self.server: ThreadingHTTPServer | None = None
+        self.url = ""  # set by start()
         self.downloads: list[str] = []  # wheel files served, in order (benchmarks read this)
 
     @classmethod
@@ -180,7 +181,8 @@ class WheelIndex:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
     def stop(self) -> None:
         if self.server:

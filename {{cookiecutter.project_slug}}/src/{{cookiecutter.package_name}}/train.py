@@ -90,7 +90,12 @@ def train(
         elapsed = time.perf_counter() - started
         log.info(
             "epoch %d/%d  step %d  loss %.4f  val_acc %.3f  (%.1fs)",
-            *(epoch, epochs, step, loss_value, val_acc, elapsed),
+            epoch,
+            epochs,
+            step,
+            loss_value,
+            val_acc,
+            elapsed,
         )
         if max_steps is not None and step >= max_steps:
             break
