@@ -36,6 +36,7 @@ from docker_helpers import (  # noqa: E402
     ca_bundle,
     cuda_libraries,
     ensure_engine,
+    ensure_space,
     free_port,
     libraries_twice,
     remove_images,
@@ -353,6 +354,8 @@ def main() -> None:
     parser.add_argument("--cuda", action="store_true", help="also measure the CUDA image")
     args = parser.parse_args()
     ensure_engine()
+    if not args.smoke:  # a smoke run happens inside the test suite, which has made room already
+        ensure_space()
     index = WheelIndex.from_this_machine()
     index.start()
     try:

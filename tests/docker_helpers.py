@@ -49,6 +49,11 @@ def ensure_engine() -> None:
     )
 
 
+def ensure_space() -> None:
+    """Cap Docker's build cache and check the builds have room (scripts/ensure-docker-space.sh)."""
+    sh("bash", str(TEMPLATE / "scripts" / "ensure-docker-space.sh"), env={"DOCKER": DOCKER})
+
+
 # Triton vendors its own CUPTI builds for its proton profiler; torch's profiler uses the CUPTI of
 # the nvidia-cuda-cupti wheel. Both come from the lock's wheels (see docs/benchmarks.md).
 TRITON_VENDORED_CUPTI = "/triton/backends/nvidia/lib/cupti"

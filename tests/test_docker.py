@@ -21,6 +21,7 @@ from docker_helpers import (
     bake_and_lock,
     cuda_libraries,
     ensure_engine,
+    ensure_space,
     free_port,
     libraries_twice,
     remove_images,
@@ -42,6 +43,7 @@ VARIANTS = {
 @pytest.fixture(scope="module")
 def wheel_index():
     ensure_engine()
+    ensure_space()
     index = WheelIndex.from_this_machine()
     yield index.start()
     index.stop()

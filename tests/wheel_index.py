@@ -26,6 +26,8 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+# Tried in order: the Docker tests take the first, a benchmark run beside them the next.
+PORTS = range(38411, 38415)
 LINK = re.compile(
     r'<a href="(?P<href>[^"#]+)(?:#(?P<hash>sha256=[0-9a-f]+))?"[^>]*>(?P<name>[^<]+)</a>'
 )
@@ -151,7 +153,12 @@ class WheelIndex:
     def page_html(body: str) -> bytes:
         return f"<!DOCTYPE html><html><body>\n{body}\n</body></html>\n".encode()
 
-    def start(self) -> str:
+    def start(self, ports: range = PORTS) -> str:
+        """Serve on the first free port of `ports` (any free one after them) and return the URL.
+
+        The URL ends up in build arguments and in the lock, so a port that stays the same from
+        run to run lets Docker's build cache serve the next run.
+        """
         index = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -179,7 +186,12 @@ class WheelIndex:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        for port in [*ports, 0]:
+            try:
+                self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+                break
+            except OSError:
+                continue
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self.url
