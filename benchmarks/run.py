@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from conftest import sh  # noqa: E402
 from docker_helpers import (  # noqa: E402
     DOCKER,
     TRITON_VENDORED_CUPTI,
@@ -40,7 +41,6 @@ from docker_helpers import (  # noqa: E402
     free_port,
     libraries_twice,
     remove_images,
-    sh,
     venv_bytes,
 )
 from wheel_index import WheelIndex  # noqa: E402

@@ -1,4 +1,6 @@
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +16,25 @@ UNRENDERED = re.compile(r"(?<!\$){{|{%|%}|cookiecutter\.")  # ${{ }} is GitHub A
 def tool(name: str) -> str:
     path = BIN / name
     return str(path) if path.exists() else name
+
+
+def sh(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 1800) -> str:
+    """Run a command and return its stdout; fail the test with the end of its output otherwise."""
+    done = subprocess.run(
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {done.returncode}:\n"
+            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        )
+    return done.stdout
 
 
 @pytest.fixture

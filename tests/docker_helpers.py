@@ -10,31 +10,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import TEMPLATE, tool
+from conftest import TEMPLATE, sh, tool
 from wheel_index import pip_config
 
 DOCKER = (
     "/usr/bin/docker" if Path("/usr/bin/docker").exists() else (shutil.which("docker") or "docker")
 )
 BASES = ["3.11:bookworm"]  # Debian packages give these Pythons; others stay bake-and-lint only
-
-
-def sh(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 1800) -> str:
-    done = subprocess.run(
-        args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {done.returncode}:\n"
-            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-        )
-    return done.stdout
 
 
 def ensure_engine() -> None:

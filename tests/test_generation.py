@@ -2,13 +2,12 @@
 
 import json
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 from combinations import EXPECTED, combo_id, supported
-from conftest import UNRENDERED, tool
+from conftest import UNRENDERED, sh, tool
 
 # What only a CUDA project needs. (Device selection in the Python code, `cuda if available`,
 # is the same in both builds and is not counted.)
@@ -21,9 +20,13 @@ def text_files(project: Path) -> list[Path]:
     return [p for p in project.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES]
 
 
-def run(*args: str, cwd: Path) -> None:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+def ruff_clean(project: Path) -> None:
+    sh(tool("ruff"), "check", "--no-cache", ".", cwd=project)
+    sh(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=project)
+
+
+def schema_valid(project: Path, schema: str, *files: str) -> None:
+    sh(tool("check-jsonschema"), "--builtin-schema", schema, *files, cwd=project)
 
 
 @pytest.mark.parametrize("combo", supported(), ids=combo_id)
@@ -67,24 +70,11 @@ def test_bakes_clean(bake, combo):
     answers = json.loads((project / ".cookiecutter.json").read_text())
     assert answers["torch_version"] == combo["torch_version"]
 
-    run(tool("hadolint"), "--failure-threshold", "style", "Dockerfile", cwd=project)  # any finding
+    sh(tool("hadolint"), "--failure-threshold", "style", "Dockerfile", cwd=project)  # any finding
     compose_files = ["compose.yaml"] + (["compose.gpu.yaml"] if cuda else [])
-    run(
-        tool("check-jsonschema"),
-        "--builtin-schema",
-        "vendor.compose-spec",
-        *compose_files,
-        cwd=project,
-    )
-    run(
-        tool("check-jsonschema"),
-        "--builtin-schema",
-        "vendor.github-workflows",
-        ".github/workflows/ci.yml",
-        cwd=project,
-    )
-    run(tool("ruff"), "check", "--no-cache", ".", cwd=project)
-    run(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=project)
+    schema_valid(project, "vendor.compose-spec", *compose_files)
+    schema_valid(project, "vendor.github-workflows", ".github/workflows/ci.yml")
+    ruff_clean(project)
 
 
 @pytest.mark.parametrize("torch_version", [t for t, f in EXPECTED.items() if f["torchvision"]])
@@ -141,16 +131,9 @@ def test_odd_but_valid_text_still_makes_valid_code(bake):
         description="Classifies things: it's small, fast & <safe>.",
         author_name='Zoë "Z" O\'Neil',
     )
-    run(tool("ruff"), "check", "--no-cache", ".", cwd=project)
-    run(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=project)
+    ruff_clean(project)
     tomllib.loads((project / "pyproject.toml").read_text())
-    run(
-        tool("check-jsonschema"),
-        "--builtin-schema",
-        "vendor.compose-spec",
-        "compose.yaml",
-        cwd=project,
-    )
+    schema_valid(project, "vendor.compose-spec", "compose.yaml")
 
 
 def test_names_flow_into_the_project(bake):

@@ -6,13 +6,12 @@ for every torch release, and CUDA torch runs the same code on a CPU.
 """
 
 import fcntl
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE
+from conftest import TEMPLATE, sh
 
 VENV = TEMPLATE / ".cache" / "project-venv"
 PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx2", "pytest"]
@@ -46,12 +45,14 @@ def project_python() -> Path:
 @pytest.mark.parametrize("answers", SUBSET, ids=lambda a: "-".join(a.values()))
 def test_baked_project_tests_pass(bake, project_python, answers):
     project = bake(**answers)
-    done = subprocess.run(
-        [str(project_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    out = sh(
+        str(project_python),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
         cwd=project,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout
+    assert " passed" in out
