@@ -9,7 +9,7 @@ from torch_compat import load
 
 def torch_plan(cookiecutter):
     """The resolved torch build for these answers (pre_gen_project has already validated them)."""
-    return load().plan_for(cookiecutter)
+    return load().plan(cookiecutter)
 
 
 class TorchPlanExtension(Extension):

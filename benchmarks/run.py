@@ -1,13 +1,13 @@
 """Measure the generated CPU image and write a markdown table.
 
-    python benchmarks/run.py --cuda          # full run, writes docs/benchmarks.md
-    python benchmarks/run.py --smoke         # quick: warm caches, few requests, prints the table
+    python -m benchmarks.run --cuda          # full run, writes docs/benchmarks.md
+    python -m benchmarks.run --smoke         # quick: warm caches, few requests, prints the table
 
 Measures on this machine, in one run: runtime image size against its floor (base image + the
 installed venv) and against a naive single-stage Poetry image of the same project; cold build
 time; rebuild after a source-only change and after adding one small dependency (and whether
 torch was fetched again); seconds from `docker run` to healthy; predict latency p50/p95 and
-requests per second. Needs what the docker tests need (scripts/ensure-docker.sh & co).
+requests per second. Needs what the image tests need (template_testing), online or offline.
 """
 
 from __future__ import annotations
@@ -26,24 +26,22 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from conftest import sh  # noqa: E402
-from docker_helpers import (  # noqa: E402
-    DOCKER,
+from template_testing.commands import TEMPLATE as ROOT
+from template_testing.commands import sh
+from template_testing.engine import docker, remove_images
+from template_testing.images import (
     TRITON_VENDORED_CUPTI,
-    bake_and_lock,
-    ca_bundle,
+    ImageHost,
     cuda_libraries,
-    ensure_engine,
-    ensure_space,
     free_port,
+    image_size,
     libraries_twice,
-    remove_images,
+    secret_args,
+    step_ran,
     venv_bytes,
 )
-from wheel_index import WheelIndex  # noqa: E402
+from template_testing.network import this_host
+from torch_compat import load
 
 TARGETS = {
     "runtime_vs_floor": 1.03,  # runtime size / (base + venv) at most
@@ -59,10 +57,6 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def image_size(tag: str) -> int:
-    return int(sh(DOCKER, "image", "inspect", "--format", "{{.Size}}", tag).strip())
-
-
 def mb(n: float) -> str:
     return f"{n / 1e6:,.0f} MB"
 
@@ -70,7 +64,7 @@ def mb(n: float) -> str:
 def wait_healthy(container: str, timeout: float = 60) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
-        status = sh(DOCKER, "inspect", "--format", "{{.State.Health.Status}}", container).strip()
+        status = sh(docker(), "inspect", "--format", "{{.State.Health.Status}}", container).strip()
         if status == "healthy":
             return time.perf_counter() - start
         time.sleep(0.1)
@@ -112,44 +106,52 @@ def throughput(port: int, features: list[list[float]], seconds: float, clients: 
     return sum(done) / seconds
 
 
-def bake(tmp: str, index: WheelIndex, torch_version: str, accelerator: str):
-    return bake_and_lock(
-        Path(tmp),
-        index.url,
-        project_name=f"Docker Check {accelerator}",
-        python_version="3.11",
-        torch_version=torch_version,
-        accelerator=accelerator,
-    )
+# The torch install step of the Dockerfile's builder stage (its bind mount names the file).
+TORCH_STEP = "/requirements/torch.txt"
 
 
-def run(index: WheelIndex, smoke: bool) -> dict:
+def bake(tmp: str, host: ImageHost, torch_version: str, accelerator: str):
+    answers = {
+        "project_name": f"Bench {accelerator}",
+        "python_version": "3.11",
+        "torch_version": torch_version,
+        "accelerator": accelerator,
+        "cuda_version": "auto",
+        "include_torchvision": "no",
+        "include_torchaudio": "no",
+    }
+    plan = load().plan(answers)
+    if reason := host.cannot_build(plan):
+        raise SystemExit(f"benchmark: cannot build torch {torch_version} {accelerator}: {reason}")
+    return host.bake(Path(tmp), plan, **answers)
+
+
+def run(host: ImageHost, smoke: bool) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        project = bake(tmp, index, "2.13.0", "cpu")
+        project = bake(tmp, host, "2.13.0", "cpu")
         if not smoke:
-            sh(DOCKER, "builder", "prune", "-af")
-        index.downloads.clear()
-        results["cold_build_s"], image = timed(project.build, "runtime", "bench-runtime")
-        results["cold_torch_downloads"] = sum(n.startswith("torch-") for n in index.downloads)
+            sh(docker(), "builder", "prune", "-af")
+        results["cold_build_s"], log = timed(project.build_log, "runtime", "bench-runtime")
+        image = "bench-runtime"
+        results["cold_torch_installed"] = step_ran(log, TORCH_STEP)
 
         size = image_size(image)
         base = image_size("python:3.11-slim-bookworm")
         results.update(runtime_bytes=size, base_bytes=base, venv_bytes=venv_bytes(image))
 
         naive = ROOT / "benchmarks" / "naive.Dockerfile"
+        net = ["--network", "host"] if host.network.offline else []
         results["naive_build_s"], _ = timed(
             sh,
-            DOCKER,
+            docker(),
             "build",
-            "--network",
-            "host",
+            *net,
             "-f",
             str(naive),
             "-t",
             "bench-naive",
-            "--secret",
-            f"id=ca-bundle,src={ca_bundle()}",
+            *secret_args(),
             ".",
             cwd=project.path,
         )
@@ -160,30 +162,34 @@ def run(index: WheelIndex, smoke: bool) -> dict:
         model.write_text(model.read_text() + "\n# touched by the benchmark\n")
         results["source_rebuild_s"], _ = timed(project.build, "runtime", "bench-runtime")
 
-        # One small dependency: lock again, rebuild, count torch downloads.
+        # One small dependency: lock again (Docker alone), rebuild: does torch install again?
         pyproject = project.path / "pyproject.toml"
         pyproject.write_text(
             pyproject.read_text().replace(
                 '"uvicorn>=0.30,<1",', '"uvicorn>=0.30,<1",\n    "six>=1.16",'
             )
         )
-        sh(
-            str(Path(sys.executable).parent / "poetry"),
-            "lock",
-            cwd=project.path,
-            env={"REQUESTS_CA_BUNDLE": ca_bundle(), "POETRY_VIRTUALENVS_CREATE": "false"},
-        )
-        index.downloads.clear()
-        results["dependency_rebuild_s"], _ = timed(project.build, "runtime", "bench-runtime")
-        results["dependency_torch_downloads"] = sum(n.startswith("torch-") for n in index.downloads)
+        project.lock()
+        results["dependency_rebuild_s"], log = timed(project.build_log, "runtime", "bench-runtime")
+        results["dependency_torch_installed"] = step_ran(log, TORCH_STEP)
 
         # Serve: train a checkpoint into a volume, then time `docker run` to healthy.
         volume = "bench-artifacts"
-        sh(DOCKER, "run", "--rm", "-v", f"{volume}:/app/artifacts", image, "train", "--epochs", "5")
+        sh(
+            docker(),
+            "run",
+            "--rm",
+            "-v",
+            f"{volume}:/app/artifacts",
+            image,
+            "train",
+            "--epochs",
+            "5",
+        )
         port = free_port()
         start = time.perf_counter()
         container = sh(
-            DOCKER,
+            docker(),
             "run",
             "-d",
             "-p",
@@ -202,15 +208,15 @@ def run(index: WheelIndex, smoke: bool) -> dict:
             results["p95_ms"] = times[int(len(times) * 0.95) - 1] * 1e3
             results["rps"] = throughput(port, one_row, 2 if smoke else 10)
         finally:
-            subprocess.run([DOCKER, "rm", "-f", container], capture_output=True)
-            subprocess.run([DOCKER, "volume", "rm", "-f", volume], capture_output=True)
+            subprocess.run([docker(), "rm", "-f", container], capture_output=True)
+            subprocess.run([docker(), "volume", "rm", "-f", volume], capture_output=True)
     return results
 
 
-def run_cuda(index: WheelIndex) -> dict:
+def run_cuda(host: ImageHost) -> dict:
     """The CUDA image (torch 2.14.1, CUDA 13.0): size against its floor, CUDA libraries twice."""
     with tempfile.TemporaryDirectory() as tmp:
-        project = bake(tmp, index, "2.14.1", "cuda")
+        project = bake(tmp, host, "2.14.1", "cuda")
         build_s, image = timed(project.build, "runtime", "bench-cuda-runtime")
     venv = venv_bytes(image)
     found = cuda_libraries(image)
@@ -218,7 +224,7 @@ def run_cuda(index: WheelIndex) -> dict:
     vendored = [p for paths in found.values() for p in paths if TRITON_VENDORED_CUPTI in p]
     vendored_bytes = int(
         sh(
-            DOCKER,
+            docker(),
             "run",
             "--rm",
             "--entrypoint",
@@ -280,11 +286,15 @@ def cuda_table(r: dict) -> str:
     )
 
 
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def table(r: dict, smoke: bool) -> str:
+def table(r: dict, smoke: bool, host: ImageHost) -> str:
     floor = r["base_bytes"] + r["venv_bytes"]
     vs_floor = r["runtime_bytes"] / floor
     smaller = 1 - r["runtime_bytes"] / r["naive_bytes"]
@@ -318,9 +328,9 @@ def table(r: dict, smoke: bool) -> str:
         ),
         ("Rebuild after adding one dependency", f"{r['dependency_rebuild_s']:.1f} s", ""),
         (
-            "torch wheels fetched: cold / dependency rebuild",
-            f"{r['cold_torch_downloads']} / {r['dependency_torch_downloads']}",
-            "0 on rebuild: " + verdict(r["dependency_torch_downloads"] == 0),
+            "torch layer installed: cold / dependency rebuild",
+            f"{yes_no(r['cold_torch_installed'])} / {yes_no(r['dependency_torch_installed'])}",
+            "no on rebuild: " + verdict(not r["dependency_torch_installed"]),
         ),
         (
             "`docker run` to healthy",
@@ -337,9 +347,8 @@ def table(r: dict, smoke: bool) -> str:
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/run.py` on one machine:"
         f" {os.cpu_count()} cores, {platform.machine()}, Docker "
-        + sh(DOCKER, "version", "--format", "{{.Server.Version}}").strip()
-        + ". Base image: the Debian stand-in for `python:3.11-slim-bookworm`"
-        " (scripts/seed-base-images.sh). Cold = build cache pruned; wheels from a local index.",
+        + sh(docker(), "version", "--format", "{{.Server.Version}}").strip()
+        + f". {host.network.describe()}. Cold = build cache pruned.",
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",
@@ -353,19 +362,16 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--cuda", action="store_true", help="also measure the CUDA image")
     args = parser.parse_args()
-    ensure_engine()
-    if not args.smoke:  # a smoke run happens inside the test suite, which has made room already
-        ensure_space()
-    index = WheelIndex.from_this_machine()
-    index.start()
+    print(f"benchmark: {this_host().describe()}", file=sys.stderr)
+    host = ImageHost.start()  # the engine answers, disk has room, offline: the wheel index runs
     try:
-        results = run(index, args.smoke)
-        text = table(results, args.smoke)
+        results = run(host, args.smoke)
+        text = table(results, args.smoke, host)
         if args.cuda:
-            results.update(run_cuda(index))
+            results.update(run_cuda(host))
             text += cuda_table(results)
     finally:
-        index.stop()
+        host.stop()
         remove_images("bench-runtime", "bench-naive", "bench-cuda-runtime")
     print(text)
     if not args.smoke:

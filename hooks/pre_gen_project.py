@@ -66,7 +66,7 @@ def main() -> int:
     errors = name_errors(ANSWERS)
     if not errors:
         try:
-            load().plan_for(ANSWERS)
+            load().plan(ANSWERS)
         except CompatError as exc:
             errors.append(str(exc))
     if errors:

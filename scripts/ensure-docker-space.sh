@@ -7,7 +7,7 @@
 #   3. if less than NEED_GB is still free under Docker's root, drop the whole build cache;
 #   4. fail with a clear message when even that is not enough.
 set -euo pipefail
-DOCKER=${DOCKER:-/usr/bin/docker}
+DOCKER=${DOCKER:-docker}
 NEED_GB=${DOCKER_TESTS_NEED_GB:-25}
 KEEP_GB=${DOCKER_TESTS_KEEP_CACHE_GB:-25}
 

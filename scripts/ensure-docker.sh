@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine with buildx and compose answers; install and start one when none does.
+# Install and start a Docker engine with buildx and compose on a disposable Debian machine, as root.
+# The image tests run this only under CI=true or TDT_INSTALL_ENGINE=1 (template_testing/engine.py);
+# everywhere else, install Docker Desktop or Docker Engine yourself.
 # Debian bookworm lacks a recent engine, so docker.io & co come from trixie with a low apt pin:
 # only the five packages named below move to trixie, everything else stays on bookworm.
 set -euo pipefail
 
-DOCKER=/usr/bin/docker   # the packaged client: the first `docker` on PATH may be a bare one without plugins
+DOCKER=${DOCKER:-docker}
 
 engine_ok() {
-  [ -x "$DOCKER" ] && "$DOCKER" info >/dev/null 2>&1 \
+  command -v "$DOCKER" >/dev/null && "$DOCKER" info >/dev/null 2>&1 \
     && "$DOCKER" buildx version >/dev/null 2>&1 && "$DOCKER" compose version >/dev/null 2>&1
 }
 
@@ -15,8 +17,14 @@ if engine_ok; then
   exit 0
 fi
 
-if ! command -v dockerd >/dev/null 2>&1 || ! "$DOCKER" buildx version >/dev/null 2>&1 \
-    || ! "$DOCKER" compose version >/dev/null 2>&1; then
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v "$DOCKER" >/dev/null \
+    || ! "$DOCKER" buildx version >/dev/null 2>&1 || ! "$DOCKER" compose version >/dev/null 2>&1; then
+  # shellcheck disable=SC1091
+  if ! (. /etc/os-release && [ "$ID" = debian ]) || [ "$(id -u)" != 0 ]; then
+    echo "ensure-docker: no Docker engine with buildx and compose, and this is not a Debian machine" \
+      "run as root, so none is installed here: install Docker Engine or Docker Desktop" >&2
+    exit 1
+  fi
   echo "ensure-docker: installing docker.io, buildx and compose from Debian trixie" >&2
   export DEBIAN_FRONTEND=noninteractive
   if ! grep -rqs trixie /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -31,9 +39,6 @@ PIN
   apt-get install -y -qq -t trixie --no-install-recommends \
     docker.io docker-cli docker-buildx docker-compose containerd >/dev/null
 fi
-# debootstrap builds the stand-in base images (tests/docker_bases.py)
-command -v debootstrap >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-
 if ! "$DOCKER" info >/dev/null 2>&1; then
   echo "ensure-docker: starting dockerd" >&2
   # A dockerd or containerd killed with the last session leaves pid files that block a restart.
@@ -48,8 +53,9 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
   done
 fi
 
+DOCKER=$(command -v "$DOCKER" || echo "$DOCKER")
 if ! engine_ok; then
-  echo "ensure-docker: no working Docker engine; see /var/log/dockerd.log" >&2
+  echo "ensure-docker: no working Docker engine with buildx and compose ($DOCKER); see /var/log/dockerd.log" >&2
   tail -n 20 /var/log/dockerd.log >&2 || true
   exit 1
 fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Tag stand-ins for the official python:X.Y-slim-RELEASE images when no registry can be reached.
+# Offline fallback only: tag stand-ins for the official python:X.Y-slim-RELEASE images when no
+# registry can be reached (template_testing/engine.py calls this only then).
 # Each is built from Debian's own packages (debootstrap minbase + that release's python3) and laid
 # out like the official image: python/python3/pip on PATH, LANG=C.UTF-8, pip allowed to install.
 # Usage: seed-base-images.sh 3.11:bookworm [3.13:trixie ...]   (cached: an existing tag is kept)
 set -euo pipefail
-DOCKER=${DOCKER:-/usr/bin/docker}
+DOCKER=${DOCKER:-docker}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 unmount_under() {  # debootstrap can leave /proc and /sys mounted in the new root
@@ -23,9 +24,12 @@ for spec in "$@"; do
     continue
   fi
   echo "seed-base-images: building a stand-in for $image from Debian $release" >&2
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  fi
   rootfs=$(mktemp -d /tmp/rootfs-XXXXXX)
   trap 'unmount_under "$rootfs"; rm -rf "$rootfs"' EXIT
-  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
+  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
     "$release" "$rootfs" "$MIRROR" >/tmp/debootstrap-"$release".log 2>&1 \
     || { tail -n 30 /tmp/debootstrap-"$release".log >&2; exit 1; }
   unmount_under "$rootfs"
@@ -36,7 +40,10 @@ for spec in "$@"; do
   fi
   # The official image's pip installs anywhere; Debian's refuses system installs (PEP 668).
   rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
-  ln -sf /usr/bin/pip3 "$rootfs"/usr/local/bin/pip
+  # pip from the wheel python3-venv ships, not Debian's python3-pip: that one pulls Debian-packaged
+  # libraries into the path pip installs to, which breaks `pip install poetry` on trixie.
+  chroot "$rootfs" sh -c 'w=$(ls /usr/share/python-wheels/pip-*.whl) && python3 "$w/pip" install -q --no-index --no-cache-dir "$w"'
+  chroot "$rootfs" sh -c 'command -v pip >/dev/null' || { echo "seed-base-images: no pip on PATH in the stand-in" >&2; exit 1; }
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
          "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
   tar -C "$rootfs" --one-file-system --exclude=./proc/* --exclude=./sys/* -c . | "$DOCKER" import \

@@ -1,6 +1,10 @@
 """What the template must bake and what it must refuse, written out by hand from the sources
 named in torch_compat/releases.json, so the tests check the data rather than restate it."""
 
+import json
+
+from template_testing.commands import TEMPLATE
+
 PY_310_314 = ("3.10", "3.11", "3.12", "3.13", "3.14")
 PY_311_315 = ("3.11", "3.12", "3.13", "3.14", "3.15")
 
@@ -74,3 +78,61 @@ UNSUPPORTED = [
     ({"torch_index_url": "ftp://example.com/whl"}, "torch_index_url"),
     ({"package_index_url": "mirror.local/simple"}, "package_index_url"),
 ]
+
+
+# Image builds: each option the template offers appears in at least one (one option at a time,
+# as cookiecutter-django does), so every Python, torch release, CUDA build, accelerator and
+# companion is built and run. Missing answers take cookiecutter.json's defaults: {} is what a
+# user who presses enter gets. The first three build through the offline fallback too.
+BUILDS = [
+    {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu"},
+    {
+        "torch_version": "2.14.1",
+        "python_version": "3.11",
+        "accelerator": "cuda",
+        "cuda_version": "13.0",
+        "include_torchvision": "yes",
+    },
+    {"torch_version": "2.14.1", "python_version": "3.13", "accelerator": "cuda"},
+    {},
+    {"torch_version": "2.15.0", "python_version": "3.15", "accelerator": "cpu"},
+    {
+        "torch_version": "2.13.0",
+        "python_version": "3.14",
+        "accelerator": "cpu",
+        "include_torchvision": "yes",
+    },
+    {
+        "torch_version": "2.12.1",
+        "python_version": "3.14",
+        "accelerator": "cuda",
+        "cuda_version": "13.2",
+    },
+    {
+        "torch_version": "2.11.0",
+        "python_version": "3.12",
+        "accelerator": "cuda",
+        "cuda_version": "12.8",
+        "include_torchvision": "yes",
+        "include_torchaudio": "yes",
+    },
+    {
+        "torch_version": "2.10.0",
+        "python_version": "3.10",
+        "accelerator": "cuda",
+        "cuda_version": "12.6",
+        "include_torchaudio": "yes",
+    },
+]
+
+
+def with_defaults(answers: dict[str, str]) -> dict[str, str]:
+    """The answers a bake with these --no-input values ends up with, for the build options."""
+    defaults = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    keys = ("torch_version", "python_version", "accelerator", "cuda_version",
+            "include_torchvision", "include_torchaudio")  # fmt: skip
+    return {key: answers.get(key, defaults[key][0]) for key in keys}
+
+
+def build_id(answers: dict[str, str]) -> str:
+    return combo_id(with_defaults(answers))

@@ -1,40 +1,52 @@
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TEMPLATE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TEMPLATE))  # torch_compat
+from template_testing.commands import TEMPLATE
+from template_testing.network import this_host
 
-BIN = Path(sys.executable).parent  # the dev tools installed beside pytest: ruff, hadolint, ...
-UNRENDERED = re.compile(r"(?<!\$){{|{%|%}|cookiecutter\.")  # ${{ }} is GitHub Actions
-
-
-def tool(name: str) -> str:
-    path = BIN / name
-    return str(path) if path.exists() else name
+IMAGE_TEST = "test_images.py::test_image_builds_and_runs"
 
 
-def sh(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 1800) -> str:
-    """Run a command and return its stdout; fail the test with the end of its output otherwise."""
-    done = subprocess.run(
-        args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard",
+        default="1/1",
+        help="run only shard K of N of the collected tests, as K/N (CI splits the bakes)",
     )
-    if done.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {done.returncode}:\n"
-            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-        )
-    return done.stdout
+
+
+def pytest_report_header(config):
+    return this_host().describe()
+
+
+def pytest_collection_modifyitems(config, items):
+    k, n = (int(x) for x in config.getoption("shard").split("/"))
+    if not 1 <= k <= n:
+        raise pytest.UsageError(f"--shard {k}/{n}: K must be between 1 and N")
+    if n > 1:
+        keep = [item for i, item in enumerate(items) if i % n == k - 1]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Which image builds ran, and why the others could not (their skip reasons)."""
+    lines = []
+    for status in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(status, []):
+            nodeid = getattr(report, "nodeid", "")
+            if IMAGE_TEST not in nodeid or report.when not in ("call", "setup"):
+                continue
+            if report.when == "setup" and status != "skipped":
+                continue
+            build = nodeid.split("[", 1)[-1].rstrip("]")
+            why = f": {report.longrepr[2]}" if status == "skipped" else ""
+            lines.append(f"{'built' if status == 'passed' else status:>8}  {build}{why}")
+    if lines:
+        terminalreporter.section("image builds")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

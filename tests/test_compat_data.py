@@ -1,19 +1,14 @@
 """The compatibility data is consistent, offered as cookiecutter choices, and in the README."""
 
+import itertools
 import json
 import re
-import sys
 
 import pytest
-from combinations import EXPECTED
-from conftest import TEMPLATE
+from combinations import BUILDS, EXPECTED, with_defaults
 
-from torch_compat import AUTO_CUDA, CompatError, load
-
-sys.path.insert(0, str(TEMPLATE / "scripts"))
-import itertools
-
-import render_compat_table
+from template_testing.commands import TEMPLATE
+from torch_compat import AUTO_CUDA, CompatError, load, readme_table
 
 COMPAT = load()
 CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
@@ -76,9 +71,7 @@ def test_cookiecutter_choices_offer_exactly_the_data():
     assert CHOICES["accelerator"] == ["cpu", "cuda"]
     # The defaults (first choices) make a project that exists.
     COMPAT.plan(
-        torch_version=CHOICES["torch_version"][0],
-        python_version=CHOICES["python_version"][0],
-        accelerator=CHOICES["accelerator"][0],
+        {key: CHOICES[key][0] for key in ("torch_version", "python_version", "accelerator")}
     )
 
 
@@ -90,14 +83,32 @@ def test_every_cuda_build_is_offered_by_some_release():
 def test_plan_explains_a_missing_build():
     with pytest.raises(CompatError, match=r"no CUDA 12\.8 build; choose cuda_version from: auto"):
         COMPAT.plan(
-            torch_version="2.14.1", python_version="3.11", accelerator="cuda", cuda_version="12.8"
+            {
+                "torch_version": "2.14.1",
+                "python_version": "3.11",
+                "accelerator": "cuda",
+                "cuda_version": "12.8",
+            }
         )
 
 
 def test_readme_table_is_generated_from_the_data():
     readme = (TEMPLATE / "README.md").read_text()
-    begin, end = render_compat_table.BEGIN, render_compat_table.END
+    begin, end = readme_table.BEGIN, readme_table.END
     section = readme[readme.index(begin) + len(begin) : readme.index(end)]
-    assert section.strip() == render_compat_table.table().strip(), (
-        "README table is stale: run python scripts/render_compat_table.py --write"
+    assert section.strip() == readme_table.table().strip(), (
+        "README table is stale: run python -m torch_compat.readme_table --write"
     )
+
+
+def test_image_builds_cover_every_option():
+    builds = [with_defaults(b) for b in BUILDS]
+    for build in builds:
+        COMPAT.plan(build)  # each one exists
+    resolved_cuda = {COMPAT.plan(b).cuda for b in builds} - {None}
+    assert resolved_cuda == set(COMPAT.cuda_versions)
+    for key in ("python_version", "torch_version", "accelerator"):
+        assert {b[key] for b in builds} == set(CHOICES[key]), key
+    for key in ("include_torchvision", "include_torchaudio"):
+        assert {b[key] for b in builds} == {"yes", "no"}, key
+    assert 8 <= len(builds) <= 12

@@ -4,7 +4,8 @@ duplicate pins Poetry writes for torch 2.14's CUDA wheels, which pip would refus
 import importlib.util
 
 import pytest
-from conftest import TEMPLATE
+
+from template_testing.commands import TEMPLATE
 
 SCRIPT = TEMPLATE / "{{cookiecutter.project_slug}}" / "docker" / "export_requirements.py"
 spec = importlib.util.spec_from_file_location("export_requirements", SCRIPT)

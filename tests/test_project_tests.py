@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, sh
+
+from template_testing.commands import TEMPLATE, sh
 
 VENV = TEMPLATE / ".cache" / "project-venv"
 PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx2", "pytest"]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from combinations import UNSUPPORTED
-from conftest import TEMPLATE
+
+from template_testing.commands import TEMPLATE
 
 
 @pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=[str(a) for a, _ in UNSUPPORTED])

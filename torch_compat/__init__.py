@@ -1,6 +1,6 @@
 """The template's torch compatibility data (releases.json) and the rules that read it.
 
-Imported by the cookiecutter hooks, the template tests and scripts/render_compat_table.py.
+Imported by the cookiecutter hooks, the template tests and torch_compat/readme_table.py.
 Standard library only: the hooks run with whatever Python runs cookiecutter.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 DATA_FILE = Path(__file__).with_name("releases.json")
 AUTO_CUDA = "auto"
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"  # cookiecutter.json's default
 
 
 class CompatError(ValueError):
@@ -28,11 +29,6 @@ class TorchRelease:
     pypi_cuda: str
     torchvision: str | None
     torchaudio: str | None
-    sources: dict[str, str]
-
-    @property
-    def minor(self) -> str:
-        return ".".join(self.version.split(".")[:2])
 
 
 @dataclass(frozen=True)
@@ -76,7 +72,6 @@ class Compat:
                 pypi_cuda=r["pypi_cuda"],
                 torchvision=r["torchvision"],
                 torchaudio=r["torchaudio"],
-                sources={k: v for k, v in r.items() if k.endswith("_source")},
             )
             for r in self.raw["torch"]
         ]
@@ -96,18 +91,15 @@ class Compat:
         offered = ", ".join(r.version for r in self.releases)
         raise CompatError(f"torch_version {version!r} is not offered; choose one of: {offered}")
 
-    def plan(
-        self,
-        *,
-        torch_version: str,
-        python_version: str,
-        accelerator: str,
-        cuda_version: str = AUTO_CUDA,
-        torch_index_url: str = "https://download.pytorch.org/whl",
-        with_torchvision: bool = False,
-        with_torchaudio: bool = False,
-    ) -> TorchPlan:
-        """Resolve the user's answers to one torch build, or raise CompatError saying why not."""
+    def plan(self, answers: Mapping[str, str]) -> TorchPlan:
+        """Resolve the template's answers (cookiecutter variable names; the torch index and
+        companions may be left out) to one torch build, or raise CompatError saying why not."""
+        torch_version, python_version = answers["torch_version"], answers["python_version"]
+        accelerator = answers["accelerator"]
+        cuda_version = answers.get("cuda_version", AUTO_CUDA)
+        torch_index_url = answers.get("torch_index_url", DEFAULT_TORCH_INDEX)
+        with_torchvision = answers.get("include_torchvision") == "yes"
+        with_torchaudio = answers.get("include_torchaudio") == "yes"
         release = self.release(torch_version)
         if python_version not in release.python:
             raise CompatError(
@@ -159,18 +151,6 @@ class Compat:
             index_url=f"{torch_index_url.rstrip('/')}/{suffix}/",
             min_linux_driver=driver,
             debian_release=self.raw["python"][python_version]["debian_release"],
-        )
-
-    def plan_for(self, answers: Mapping[str, str]) -> TorchPlan:
-        """plan() for the template's answers (cookiecutter variable names)."""
-        return self.plan(
-            torch_version=answers["torch_version"],
-            python_version=answers["python_version"],
-            accelerator=answers["accelerator"],
-            cuda_version=answers["cuda_version"],
-            torch_index_url=answers["torch_index_url"],
-            with_torchvision=answers["include_torchvision"] == "yes",
-            with_torchaudio=answers["include_torchaudio"] == "yes",
         )
 
 

@@ -1,15 +1,12 @@
 """Print (or, with --write, put into README.md) the compatibility table made from torch_compat."""
 
 import argparse
-import sys
 from pathlib import Path
 
+from torch_compat import load
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from torch_compat import load  # noqa: E402
-
-BEGIN = "<!-- compat-table:begin (scripts/render_compat_table.py --write) -->"
+BEGIN = "<!-- compat-table:begin (python -m torch_compat.readme_table --write) -->"
 END = "<!-- compat-table:end -->"
 
 

@@ -1,0 +1,121 @@
+"""The Docker engine the image tests use: `docker` on PATH (or $DOCKER), talking to the local
+engine or to $DOCKER_HOST, with the buildx and compose plugins.
+
+A missing engine fails with one message that says how to get one. Only under CI=true, or with
+TDT_INSTALL_ENGINE=1, do the tests install one themselves (scripts/ensure-docker.sh: Debian's
+docker.io with buildx and compose, on a Debian or Ubuntu machine, as root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+
+from .commands import TEMPLATE, sh
+from .network import Network
+
+INSTALL_ENGINE = "TDT_INSTALL_ENGINE"
+SCRIPTS = TEMPLATE / "scripts"
+# Offline stand-ins for python:X.Y-slim-RELEASE: the Debian release whose python3 is X.Y.
+DEBIAN_PYTHON = {"3.11": "bookworm", "3.13": "trixie"}
+
+
+class EngineMissing(AssertionError):
+    """No usable Docker engine; the message says how to get one."""
+
+
+def docker() -> str:
+    """The Docker client: $DOCKER, else the first `docker` on PATH (looked up on each call: the
+    tests may have just installed it)."""
+    return os.environ.get("DOCKER") or shutil.which("docker") or "docker"
+
+
+def engine_problems(client: str | None = None) -> list[str]:
+    """What is missing for the image tests; empty when the engine and both plugins answer."""
+    client = client or docker()
+    checks = {
+        "a Docker engine that answers `docker info`": ["info"],
+        "the buildx plugin (`docker buildx`)": ["buildx", "version"],
+        "the compose plugin (`docker compose`)": ["compose", "version"],
+    }
+    problems = []
+    for what, args in checks.items():
+        try:
+            done = subprocess.run([client, *args], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return [f"no Docker client at {client!r}"]
+        if done.returncode != 0:
+            problems.append(what)
+    return problems
+
+
+def may_install(env: Mapping[str, str]) -> bool:
+    return env.get("CI", "").lower() == "true" or env.get(INSTALL_ENGINE) == "1"
+
+
+def ensure_engine(env: Mapping[str, str] = os.environ, client: str | None = None) -> None:
+    """Make sure the engine answers; install one only where allowed. Raises, never skips."""
+    problems = engine_problems(client)
+    if not problems:
+        return
+    if not may_install(env):
+        raise EngineMissing(
+            f"the image tests need {', '.join(problems)} (client: {client or docker()}). "
+            "Install Docker Desktop, or Docker Engine with the buildx and compose plugins "
+            "(https://docs.docker.com/engine/install/), or point DOCKER_HOST at one; "
+            f"on a disposable Debian or Ubuntu machine, {INSTALL_ENGINE}=1 lets the tests "
+            "install one (scripts/ensure-docker.sh, as root)."
+        )
+    print(f"template_testing: installing a Docker engine ({', '.join(problems)} missing)")
+    sh("bash", str(SCRIPTS / "ensure-docker.sh"), timeout=900)
+    problems = engine_problems(client)
+    if problems:
+        raise EngineMissing(f"installed a Docker engine, but still missing: {problems}")
+
+
+def base_image(python: str, debian_release: str) -> str:
+    return f"python:{python}-slim-{debian_release}"
+
+
+def missing_base_image(network: Network, python: str, debian_release: str) -> str | None:
+    """Why the base image cannot be had on this host, or None: online it is pulled by the build;
+    offline only the Debian stand-ins exist."""
+    if not network.offline or DEBIAN_PYTHON.get(python) == debian_release:
+        return None
+    if image_present(base_image(python, debian_release)):
+        return None
+    stand_ins = ", ".join(base_image(p, r) for p, r in DEBIAN_PYTHON.items())
+    return (
+        f"base image {base_image(python, debian_release)}: the registry cannot be reached and "
+        f"no Debian release's python3 is Python {python} (stand-ins exist for {stand_ins})"
+    )
+
+
+def image_present(image: str) -> bool:
+    done = subprocess.run([docker(), "image", "inspect", image], capture_output=True)
+    return done.returncode == 0
+
+
+def ensure_base_image(network: Network, python: str, debian_release: str) -> None:
+    """Offline: build the stand-in from Debian packages unless it is there (a no-op online)."""
+    if network.offline:
+        sh(
+            "bash",
+            str(SCRIPTS / "seed-base-images.sh"),
+            f"{python}:{debian_release}",
+            env={"DOCKER": docker()},
+            timeout=900,
+        )
+
+
+def ensure_space() -> None:
+    """Cap Docker's build cache and check the builds have room (scripts/ensure-docker-space.sh)."""
+    sh("bash", str(SCRIPTS / "ensure-docker-space.sh"), env={"DOCKER": docker()})
+
+
+def remove_images(*tags: str) -> None:
+    """Remove these tags and the dangling layers left behind; base images stay."""
+    subprocess.run([docker(), "rmi", "-f", *tags], capture_output=True)
+    subprocess.run([docker(), "image", "prune", "-f"], capture_output=True)

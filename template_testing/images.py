@@ -1,0 +1,170 @@
+"""Bake a project, lock it and build its images, online or through the offline fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch_compat import TorchPlan
+
+from .commands import TEMPLATE, sh, tool
+from .engine import docker, ensure_base_image, ensure_engine, ensure_space, missing_base_image
+from .network import Network, ca_bundle, this_host
+from .wheel_index import WheelIndex
+
+# Triton vendors its own CUPTI builds for its proton profiler; torch's profiler uses the CUPTI of
+# the nvidia-cuda-cupti wheel. Both come from the lock's wheels (see docs/benchmarks.md).
+TRITON_VENDORED_CUPTI = "/triton/backends/nvidia/lib/cupti"
+CUDA_PROBE = Path(__file__).with_name("probes") / "cuda_libraries.py"
+
+
+def cuda_libraries(image: str) -> dict[str, list[str]]:
+    """Every CUDA shared library in the image: {library: [paths]}."""
+    probe = CUDA_PROBE.read_text()
+    return json.loads(sh(docker(), "run", "--rm", "--entrypoint", "python", image, "-c", probe))
+
+
+def libraries_twice(found: dict[str, list[str]], ignore: str | None = None) -> dict[str, list[str]]:
+    """The libraries of cuda_libraries() found at more than one path, not counting paths that
+    contain `ignore`."""
+    counted = {
+        lib: [p for p in paths if not (ignore and ignore in p)] for lib, paths in found.items()
+    }
+    return {lib: paths for lib, paths in counted.items() if len(paths) > 1}
+
+
+def venv_bytes(image: str) -> int:
+    return int(
+        sh(docker(), "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]
+    )
+
+
+def image_size(tag: str) -> int:
+    return int(sh(docker(), "image", "inspect", "--format", "{{.Size}}", tag).strip())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def secret_args() -> list[str]:
+    """The ca-bundle build secret, when this host trusts a CA bundle of its own."""
+    bundle = ca_bundle()
+    return ["--secret", f"id=ca-bundle,src={bundle}"] if bundle else []
+
+
+@dataclass
+class BakedProject:
+    path: Path
+    package: str
+    tag: str
+    network: Network
+
+    def build(self, target: str = "runtime", tag: str | None = None) -> str:
+        tag = tag or f"{self.tag}-{target}"
+        self.build_log(target, tag)
+        return tag
+
+    def build_log(self, target: str, tag: str) -> str:
+        """Build `target` as `tag`; return BuildKit's plain progress log."""
+        return self.docker_build("--target", target, "-t", tag)
+
+    def lock(self) -> None:
+        """Write poetry.lock the way the README shows users without Poetry: Docker alone (the
+        command runs with no Poetry on PATH)."""
+        self.docker_build("--target", "lock", "--output", f"type=local,dest={self.path}")
+        assert (self.path / "poetry.lock").is_file(), "the lock target wrote no poetry.lock"
+
+    def docker_build(self, *args: str) -> str:
+        # Offline, the torch index listens on the host's loopback.
+        net = ["--network", "host"] if self.network.offline else []
+        return sh(
+            docker(), "build", "--progress", "plain", *net, *secret_args(), *args, ".",
+            cwd=self.path, env={"DOCKER_BUILDKIT": "1", "PATH": path_without("poetry")},
+            with_stderr=True,
+        )  # fmt: skip
+
+
+def path_without(program: str) -> str:
+    """$PATH without the folders that hold `program`."""
+    folders = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(f for f in folders if f and not (Path(f) / program).exists())
+
+
+def step_ran(log: str, marker: str) -> bool:
+    """Whether the build step whose command contains `marker` ran rather than came from cache."""
+    steps = re.findall(r"^#(\d+) \[[^\]]+\] .*" + re.escape(marker), log, re.MULTILINE)
+    assert steps, f"no build step mentions {marker!r}"
+    return any(not re.search(rf"^#{n} CACHED$", log, re.MULTILINE) for n in steps)
+
+
+def bake_and_lock(
+    output: Path, network: Network, torch_index: str | None = None, **answers: str
+) -> BakedProject:
+    """Bake with these answers, then lock with Docker alone. Online, with the template's index
+    defaults; offline, torch from `torch_index` and the rest from PyPI's simple API."""
+    if network.offline:
+        # A proxy may serve PyPI's simple API but not its JSON API, which Poetry's default uses.
+        answers = {
+            "torch_index_url": torch_index or network.torch_index,
+            "package_index_url": "https://pypi.org/simple/",
+            **answers,
+        }
+    args = [f"{k}={v}" for k, v in answers.items()]
+    sh(tool("cookiecutter"), "--no-input", "-o", str(output), str(TEMPLATE), *args)
+    (path,) = [p for p in output.iterdir() if p.is_dir()]
+    package = path.name.replace("-", "_")
+    project = BakedProject(path=path, package=package, tag=f"tdt-{path.name}", network=network)
+    project.lock()
+    return project
+
+
+@dataclass
+class ImageHost:
+    """This host, ready to build baked projects: the engine answers, there is disk room, and,
+    offline, the local torch index runs (unless TDT_OFFLINE_WHEELS names an index URL)."""
+
+    network: Network
+    index: WheelIndex | None = None
+
+    @classmethod
+    def start(cls, network: Network | None = None) -> ImageHost:
+        network = network or this_host()
+        ensure_engine()
+        ensure_space()
+        index = None
+        if network.offline and not network.torch_index:
+            index = WheelIndex(network.wheel_folders)
+            index.start()
+        return cls(network, index)
+
+    def stop(self) -> None:
+        if self.index:
+            self.index.stop()
+
+    @property
+    def torch_index(self) -> str | None:
+        return f"{self.index.url}/whl" if self.index else self.network.torch_index
+
+    def cannot_build(self, plan: TorchPlan) -> str | None:
+        """Why this host cannot have the plan's base image or torch wheels, or None."""
+        if not self.network.offline:
+            return None
+        reasons = [missing_base_image(self.network, plan.python, plan.debian_release)]
+        if self.index and (missing := self.index.missing(plan)):
+            reasons.append(
+                f"no {plan.index_suffix} wheels of {', '.join(missing)} for Python "
+                f"{plan.python}: the PyTorch index cannot be reached, PyPI's files are another "
+                "build, and TDT_OFFLINE_WHEELS has none"
+            )
+        return "; ".join(r for r in reasons if r) or None
+
+    def bake(self, output: Path, plan: TorchPlan, **answers: str) -> BakedProject:
+        ensure_base_image(self.network, plan.python, plan.debian_release)
+        return bake_and_lock(output, self.network, self.torch_index, **answers)

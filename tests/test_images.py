@@ -1,0 +1,181 @@
+"""Build, run and check the image of each combination in combinations.BUILDS.
+
+Online by default: torch from the PyTorch index, base images from their registry, the engine
+that `docker` talks to. Where those cannot be reached (or TDT_OFFLINE=1), the offline fallback
+(template_testing) builds what this host can have; a combination it cannot have is skipped with
+the reason, and the summary's "image builds" section lists what was built and what was not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from combinations import BUILDS, build_id, with_defaults
+
+from template_testing.commands import sh
+from template_testing.engine import docker, ensure_space, remove_images
+from template_testing.images import (
+    TRITON_VENDORED_CUPTI,
+    BakedProject,
+    ImageHost,
+    cuda_libraries,
+    free_port,
+    libraries_twice,
+)
+from torch_compat import TorchPlan, load
+
+# scripts/test runs pytest with --dist loadscope: this whole module runs on one worker, in
+# order, one build at a time, while the other worker bakes.
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def host():
+    image_host = ImageHost.start()
+    yield image_host
+    image_host.stop()
+
+
+def answers_of(build: dict[str, str]) -> dict[str, str]:
+    name = re.sub(r"[^a-z0-9]+", " ", build_id(build))  # a valid slug: letters, digits, dashes
+    return {"project_name": f"Image Check {name}", **with_defaults(build)}
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=build_id)
+def test_image_builds_and_runs(host, build, tmp_path):
+    answers = answers_of(build)
+    plan = load().plan(answers)
+    if reason := host.cannot_build(plan):
+        pytest.skip(f"cannot be built on this host: {reason}")
+    if plan.cuda:
+        ensure_space()  # a CUDA image is ~6 GB, its build cache more: make room first
+    project = host.bake(tmp_path, plan, **answers)
+    images = [f"{project.tag}-runtime", f"{project.tag}-test", f"{project.path.name}:latest"]
+    try:
+        image = project.build("runtime")
+        check_torch_build(image, plan)
+        check_runs_as_non_root_with_a_healthcheck(image)
+        check_training_writes_a_checkpoint(image)
+        check_cuda_libraries(image, plan)
+        check_compose_serves_predictions(project, image)
+        check_project_tests_pass_in_the_test_stage(project)
+    finally:
+        remove_images(*images)
+
+
+def docker_run(image: str, *args: str, entrypoint: str | None = None, volume: str | None = None):
+    cmd = [docker(), "run", "--rm"]
+    if entrypoint:
+        cmd += ["--entrypoint", entrypoint]
+    if volume:
+        cmd += ["-v", volume]
+    return sh(*cmd, image, *args)
+
+
+def check_torch_build(image: str, plan: TorchPlan) -> None:
+    packages = list(plan.packages)
+    probe = (
+        "import importlib.metadata as m, json, torch; print(json.dumps([torch.__version__, "
+        f"torch.version.cuda, {{p: m.version(p) for p in {packages!r}}}]))"
+    )
+    version, cuda, installed = json.loads(docker_run(image, "-c", probe, entrypoint="python"))
+    assert version == f"{plan.torch}+{plan.index_suffix}"
+    assert cuda == plan.cuda
+    assert {name: v.split("+")[0] for name, v in installed.items()} == plan.packages
+
+
+def check_runs_as_non_root_with_a_healthcheck(image: str) -> None:
+    assert docker_run(image, "-u", entrypoint="id").strip() != "0"
+    config = json.loads(sh(docker(), "image", "inspect", image))[0]["Config"]
+    assert config["User"] not in ("", "root", "0")
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    assert config["Entrypoint"][:2] == ["python", "-m"]
+
+
+def check_training_writes_a_checkpoint(image: str) -> None:
+    volume = f"tdt-artifacts-{uuid.uuid4().hex[:8]}"
+    try:
+        out = docker_run(image, "train", "--max-steps", "5", volume=f"{volume}:/app/artifacts")
+        listing = docker_run(
+            image, "-c", "ls -l /app/artifacts", entrypoint="sh", volume=f"{volume}:/app/artifacts"
+        )
+    finally:
+        subprocess.run([docker(), "volume", "rm", "-f", volume], capture_output=True)
+    assert "model.pt" in listing, out + listing
+
+
+def check_cuda_libraries(image: str, plan: TorchPlan) -> None:
+    found = cuda_libraries(image)
+    assert libraries_twice(found, ignore=TRITON_VENDORED_CUPTI) == {}
+    outside_venv = [p for paths in found.values() for p in paths if not p.startswith("/opt/venv/")]
+    assert outside_venv == []  # CUDA comes from the wheels only, never from the base image
+    if plan.cuda is None:
+        assert found == {}
+
+
+def check_compose_serves_predictions(project: BakedProject, image: str) -> None:
+    name = f"tdt-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    compose = [docker(), "compose", "-p", name, "-f", "compose.yaml"]
+    env = {"API_PORT": str(port)}
+    # The compose file builds the runtime image under its own tag; reuse the one built above.
+    sh(docker(), "tag", image, f"{project.path.name}:latest")
+    try:
+        sh(
+            *compose,
+            "up",
+            "-d",
+            "--no-build",
+            "--wait",
+            "--wait-timeout",
+            "180",
+            cwd=project.path,
+            env=env,
+        )
+        centers = json.loads(
+            sh(
+                *compose,
+                "exec",
+                "-T",
+                "api",
+                "python",
+                "-c",
+                f"import json; from {project.package}.data import class_centers; "
+                "print(json.dumps(class_centers().tolist()))",
+                cwd=project.path,
+                env=env,
+            )
+        )
+        assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
+        assert post_predict(port, {"features": [[1]]})[0] == 422
+    finally:
+        sh(*compose, "down", "-v", "--remove-orphans", cwd=project.path, env=env)
+    time.sleep(1)
+    left = sh(docker(), "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={name}")
+    assert left.strip() == ""
+
+
+def post_predict(port: int, body: dict) -> tuple[int, list[int] | None]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)["predictions"]
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def check_project_tests_pass_in_the_test_stage(project: BakedProject) -> None:
+    image = project.build("test")
+    out = sh(docker(), "run", "--rm", image)
+    assert " passed" in out and " failed" not in out

@@ -1,0 +1,48 @@
+"""The template's own GitHub workflow: lint-clean, hardened, and building exactly BUILDS."""
+
+import re
+
+import pytest
+import yaml
+from combinations import BUILDS, build_id
+
+from template_testing.commands import TEMPLATE, sh, tool
+from template_testing.linters import ACTIONLINT_MISSING, actionlint, workflows_clean
+
+WORKFLOW = TEMPLATE / ".github" / "workflows" / "ci.yml"
+BAKED_WORKFLOW = TEMPLATE / "{{cookiecutter.project_slug}}" / ".github" / "workflows" / "ci.yml"
+PINNED = re.compile(r"^\s+- uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+
+
+def test_template_workflow_passes_zizmor_and_actionlint():
+    sh(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW))
+    workflows_clean(TEMPLATE)
+
+
+def test_actionlint_is_installed():
+    """Skipped, with the reason, where actionlint cannot be installed; every other check of a
+    workflow runs actionlint when it is (the template's GitHub workflow installs it)."""
+    if actionlint() is None:
+        pytest.skip(ACTIONLINT_MISSING)
+
+
+@pytest.mark.parametrize("workflow", [WORKFLOW, BAKED_WORKFLOW], ids=["template", "baked"])
+def test_every_action_is_pinned_to_a_commit_with_its_version(workflow):
+    uses = [line for line in workflow.read_text().splitlines() if "uses:" in line]
+    assert uses
+    assert [line for line in uses if not PINNED.match(line)] == []
+
+
+def test_one_image_job_per_build():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow["jobs"]["images"]["strategy"]["matrix"]["build"] == [
+        build_id(b) for b in BUILDS
+    ]
+
+
+def test_least_privilege_and_no_persisted_credentials():
+    for path in (WORKFLOW, BAKED_WORKFLOW):
+        text = path.read_text()
+        assert "permissions:\n  contents: read\n" in text
+        checkouts = text.count("actions/checkout@")
+        assert text.count("persist-credentials: false") == checkouts > 0
