@@ -58,7 +58,8 @@ def test_bakes_clean(bake, combo):
 
     dockerfile = (project / "Dockerfile").read_text()
     assert f"ARG PYTHON_VERSION={combo['python_version']}" in dockerfile
-    assert f"ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/{suffix}/" in dockerfile
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl\n" in dockerfile
+    assert f'"${{TORCH_INDEX_URL}}/{suffix}/"' in dockerfile
     assert not (project / "licenses").exists()
     assert (project / "compose.gpu.yaml").exists() == bool(cuda)
     if not cuda:

@@ -29,6 +29,7 @@ from template_testing.images import (
     free_port,
     libraries_twice,
 )
+from template_testing.network import ca_bundle
 from torch_compat import TorchPlan, load
 
 # scripts/test runs pytest with --dist loadscope: this whole module runs on one worker, in
@@ -64,7 +65,7 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_runs_as_non_root_with_a_healthcheck(image)
         check_training_writes_a_checkpoint(image)
         check_cuda_libraries(image, plan)
-        check_compose_serves_predictions(project, image)
+        check_compose_serves_predictions(project, plan)
         check_project_tests_pass_in_the_test_stage(project)
     finally:
         remove_images(*images)
@@ -120,39 +121,32 @@ def check_cuda_libraries(image: str, plan: TorchPlan) -> None:
         assert found == {}
 
 
-def check_compose_serves_predictions(project: BakedProject, image: str) -> None:
+def check_compose_serves_predictions(project: BakedProject, plan: TorchPlan) -> None:
+    """compose builds with this host's proxy settings (CA bundle, indexes) from the environment,
+    trains, serves to healthy with correct predictions, and leaves nothing behind."""
     name = f"tdt-{uuid.uuid4().hex[:8]}"
     port = free_port()
     compose = [docker(), "compose", "-p", name, "-f", "compose.yaml"]
-    env = {"API_PORT": str(port)}
-    # The compose file builds the runtime image under its own tag; reuse the one built above.
-    sh(docker(), "tag", image, f"{project.path.name}:latest")
+    env = {
+        "API_PORT": str(port),
+        "CA_BUNDLE": ca_bundle() or "",
+        "TORCH_INDEX_URL": plan.index_base,
+        "BUILD_NETWORK": "host" if project.network.offline else "default",
+    }
+    config = json.loads(sh(*compose, "config", "--format", "json", cwd=project.path, env=env))
+    build = config["services"]["train"]["build"]
+    assert build["args"]["TORCH_INDEX_URL"] == plan.index_base
+    assert build["secrets"][0]["source"] == "ca-bundle"
     try:
-        sh(
-            *compose,
-            "up",
-            "-d",
-            "--no-build",
-            "--wait",
-            "--wait-timeout",
-            "180",
-            cwd=project.path,
-            env=env,
+        sh(*compose, "build", cwd=project.path, env=env)  # warm: the runtime image was just built
+        up = [*compose, "up", "-d", "--no-build", "--wait", "--wait-timeout", "180"]
+        sh(*up, cwd=project.path, env=env)
+        probe = (
+            f"import json; from {project.package}.data import class_centers; "
+            "print(json.dumps(class_centers().tolist()))"
         )
-        centers = json.loads(
-            sh(
-                *compose,
-                "exec",
-                "-T",
-                "api",
-                "python",
-                "-c",
-                f"import json; from {project.package}.data import class_centers; "
-                "print(json.dumps(class_centers().tolist()))",
-                cwd=project.path,
-                env=env,
-            )
-        )
+        exec_probe = [*compose, "exec", "-T", "api", "python", "-c", probe]
+        centers = json.loads(sh(*exec_probe, cwd=project.path, env=env))
         assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
         assert post_predict(port, {"features": [[1]]})[0] == 422
     finally:

@@ -1,8 +1,9 @@
 """A baked project's own test suite passes, for a representative subset of bakes.
 
 The project's runtime and dev dependencies go into one shared venv (.cache/project-venv) with
-the CPU torch 2.13.0 wheel this machine has for Python 3.11; the project's code is the same
-for every torch release, and CUDA torch runs the same code on a CPU.
+CPU torch 2.13.0: from the PyTorch CPU index online, from TDT_OFFLINE_WHEELS' folders through
+the offline fallback. The project's code is the same for every torch release, and CUDA torch
+runs the same code on a CPU.
 """
 
 import fcntl
@@ -13,9 +14,20 @@ from pathlib import Path
 import pytest
 
 from template_testing.commands import TEMPLATE, sh
+from template_testing.network import this_host
 
 VENV = TEMPLATE / ".cache" / "project-venv"
-PACKAGES = ["torch==2.13.0", "fastapi", "uvicorn", "httpx2", "pytest"]
+PACKAGES = ["torch==2.13.0+cpu", "fastapi", "uvicorn", "httpx2", "pytest"]
+
+
+def torch_source() -> list[str]:
+    network = this_host()
+    if not network.offline:
+        return ["--extra-index-url", "https://download.pytorch.org/whl/cpu/"]
+    if network.torch_index:
+        return ["--extra-index-url", f"{network.torch_index}/cpu/"]
+    return [arg for folder in network.wheel_folders for arg in ("--find-links", str(folder))]
+
 
 SUBSET = [
     {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu"},
@@ -36,7 +48,7 @@ def project_python() -> Path:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
             subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                 *PACKAGES],
+                 *torch_source(), *PACKAGES],
                 check=True,
             )  # fmt: skip
             ready.touch()

@@ -42,9 +42,14 @@ class TorchPlan:
     accelerator: str
     cuda: str | None
     index_suffix: str
-    index_url: str
+    index_base: str  # the torch index without the build: https://download.pytorch.org/whl
     min_linux_driver: str | None
     debian_release: str
+
+    @property
+    def index_url(self) -> str:
+        """The index of this build: the base and the build's suffix."""
+        return f"{self.index_base}/{self.index_suffix}/"
 
     @property
     def source_name(self) -> str:
@@ -148,7 +153,7 @@ class Compat:
             accelerator=accelerator,
             cuda=cuda,
             index_suffix=suffix,
-            index_url=f"{torch_index_url.rstrip('/')}/{suffix}/",
+            index_base=torch_index_url.rstrip("/"),
             min_linux_driver=driver,
             debian_release=self.raw["python"][python_version]["debian_release"],
         )
