@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch_compat import TorchPlan
+from torch_compat import TorchPlan, load
 
 from .commands import TEMPLATE, sh, tool
 from .engine import docker, ensure_base_image, ensure_engine, ensure_space, missing_base_image
@@ -65,6 +65,12 @@ class BakedProject:
     package: str
     tag: str
     network: Network
+
+    @property
+    def plan(self) -> TorchPlan:
+        """The torch build the project was baked with (its answers file)."""
+        answers = json.loads((self.path / ".cookiecutter.json").read_text())["cookiecutter"]
+        return load().plan(answers)
 
     def build(self, target: str = "runtime", tag: str | None = None) -> str:
         tag = tag or f"{self.tag}-{target}"

@@ -65,7 +65,7 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_runs_as_non_root_with_a_healthcheck(image)
         check_training_writes_a_checkpoint(image)
         check_cuda_libraries(image, plan)
-        check_compose_serves_predictions(project, plan)
+        check_compose_serves_predictions(project)
         check_project_tests_pass_in_the_test_stage(project)
     finally:
         remove_images(*images)
@@ -121,7 +121,7 @@ def check_cuda_libraries(image: str, plan: TorchPlan) -> None:
         assert found == {}
 
 
-def check_compose_serves_predictions(project: BakedProject, plan: TorchPlan) -> None:
+def check_compose_serves_predictions(project: BakedProject) -> None:
     """compose builds with this host's proxy settings (CA bundle, indexes) from the environment,
     trains, serves to healthy with correct predictions, and leaves nothing behind."""
     name = f"tdt-{uuid.uuid4().hex[:8]}"
@@ -130,12 +130,12 @@ def check_compose_serves_predictions(project: BakedProject, plan: TorchPlan) -> 
     env = {
         "API_PORT": str(port),
         "CA_BUNDLE": ca_bundle() or "",
-        "TORCH_INDEX_URL": plan.index_base,
+        "TORCH_INDEX_URL": project.plan.index_base,
         "BUILD_NETWORK": "host" if project.network.offline else "default",
     }
     config = json.loads(sh(*compose, "config", "--format", "json", cwd=project.path, env=env))
     build = config["services"]["train"]["build"]
-    assert build["args"]["TORCH_INDEX_URL"] == plan.index_base
+    assert build["args"]["TORCH_INDEX_URL"] == project.plan.index_base
     assert build["secrets"][0]["source"] == "ca-bundle"
     try:
         sh(*compose, "build", cwd=project.path, env=env)  # warm: the runtime image was just built
