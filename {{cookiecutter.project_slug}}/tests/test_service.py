@@ -1,8 +1,21 @@
+"""The service's contract: correct answers, a clear 4xx for every bad request (never a 5xx or an
+echo of the input), bounded bodies, readiness, batching, metrics and request IDs."""
+
+import http.client
+import json
+import socket
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.data import class_centers
-from {{ cookiecutter.package_name }}.service import create_app
+from {{ cookiecutter.package_name }}.data import N_FEATURES, class_centers
+from {{ cookiecutter.package_name }}.model import load_checkpoint
+from {{ cookiecutter.package_name }}.service import MAX_ERRORS, ErrorBody, create_app
+from {{ cookiecutter.package_name }}.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -11,10 +24,28 @@ def client(checkpoint):
         yield test_client
 
 
-def test_health(client):
-    response = client.get("/health")
-    assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+def assert_error(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = ErrorBody.model_validate(response.json())
+    assert len(body.errors) <= MAX_ERRORS
+    return response.json()
+
+
+def test_liveness_and_readiness(client):
+    assert client.get("/livez").json() == {"status": "alive"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["device"] == "cpu"
+    assert client.get("/health").status_code == 200
+
+
+def test_not_ready_until_the_model_is_loaded(checkpoint):
+    app = create_app(checkpoint, device="cpu")
+    test_client = TestClient(app)  # no `with`: the lifespan (model loading) has not run
+    assert test_client.get("/livez").status_code == 200
+    response = test_client.get("/readyz")
+    assert_error(response, 503)
+    assert response.headers["retry-after"]
+    assert_error(test_client.post("/predict", json={"features": [[0.0] * N_FEATURES]}), 503)
 
 
 def test_predicts_the_class_of_each_center(client):
@@ -26,21 +57,172 @@ def test_predicts_the_class_of_each_center(client):
     assert all(abs(sum(row) - 1) < 1e-4 for row in body["probabilities"])
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        {},
-        {"features": []},
-        {"features": [[1.0, 2.0]]},
-        {"features": [["a", "b", "c", "d"]]},
-        {"features": "not a list"},
-    ],
-)
-def test_bad_input_is_a_client_error(client, payload):
-    response = client.post("/predict", json=payload)
-    assert response.status_code == 422
+ROW = [1.0, 2.0, 3.0, 4.0]
+BAD_BODIES = {
+    "nan": ('{"features": [[1.0, 2.0, 3.0, NaN]]}', 422),
+    "infinity": ('{"features": [[1.0, 2.0, 3.0, Infinity]]}', 422),
+    "minus-infinity": ('{"features": [[1.0, 2.0, 3.0, -Infinity]]}', 422),
+    "overflow": ('{"features": [[1.0, 2.0, 3.0, 1e309]]}', 422),
+    "out-of-range": ('{"features": [[1.0, 2.0, 3.0, 1e300]]}', 422),
+    "string": ('{"features": [["1", 2.0, 3.0, 4.0]]}', 422),
+    "boolean": ('{"features": [[true, 2.0, 3.0, 4.0]]}', 422),
+    "narrow-row": ('{"features": [[1.0, 2.0]]}', 422),
+    "wide-row": ('{"features": [[1.0, 2.0, 3.0, 4.0, 5.0]]}', 422),
+    "no-rows": ('{"features": []}', 422),
+    "empty-row": ('{"features": [[]]}', 422),
+    "not-a-list": ('{"features": "not a list"}', 422),
+    "missing": ("{}", 422),
+    "extra-field": (json.dumps({"features": [ROW], "debug": "leak-me"}), 422),
+    "too-many-rows": (json.dumps({"features": [ROW] * 1025}), 422),
+    "not-json": ("features=1,2,3,4", 400),
+    "truncated": ('{"features": [[1.0', 400),
+    "deep-nesting": ("[" * 100_000 + "]" * 100_000, 400),
+}
+
+
+@pytest.mark.parametrize(("body", "status"), BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_bad_input_is_a_client_error_that_does_not_echo_it(client, body, status):
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert_error(response, status)
+    for marker in ("NaN", "Infinity", "1e309", "1e300", '"1"', "leak-me", "true"):
+        assert marker not in response.text
+    assert client.get("/livez").status_code == 200  # and it keeps serving
+
+
+def test_validation_errors_are_bounded(client):
+    body = json.dumps({"features": [[1.0, 2.0]] * 1000})
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    body = assert_error(response, 422)
+    assert len(body["errors"]) == MAX_ERRORS and len(response.content) < 4096
+
+
+def test_only_json_is_accepted(client):
+    response = client.post("/predict", content="{}", headers={"content-type": "text/plain"})
+    assert_error(response, 415)
+
+
+def test_every_row_the_schema_allows_is_accepted(client):
+    extreme = [[1e6, -1e6, 1e6, -1e6], [0, 1, -1, 5e-324]]
+    response = client.post("/predict", json={"features": extreme})
+    assert response.status_code == 200, response.text
+    schema = client.get("/openapi.json").json()
+    request = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    row = request["schema"]["properties"]["features"]["items"]
+    assert row["minItems"] == row["maxItems"] == N_FEATURES
+
+
+def test_every_error_status_is_documented_with_one_schema(client):
+    responses = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]
+    for status in ("400", "413", "415", "422", "503"):
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_an_oversize_body_is_refused_before_it_is_read(checkpoint):
+    settings = Settings(model_path=checkpoint, max_body_bytes=4096)
+    with TestClient(create_app(checkpoint, device="cpu", settings=settings)) as small:
+        declared = small.post("/predict", content=b"[" * 5000,
+                              headers={"content-type": "application/json"})  # fmt: skip
+        assert_error(declared, 413)
+
+        def chunks():  # no Content-Length: the limit holds while the body streams in
+            for _ in range(100):
+                yield b" " * 1024
+
+        chunked = small.post(
+            "/predict", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert_error(chunked, 413)
+
+
+def test_a_100_mb_upload_is_refused_in_milliseconds(live_server):
+    url = urllib.parse.urlsplit(live_server())
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        started = time.perf_counter()
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 100000000\r\n\r\n" + b" " * 65536
+        )
+        reply = sock.recv(4096)
+        elapsed = time.perf_counter() - started
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert elapsed < 2  # the benchmark holds it to 100 ms
+
+
+def test_livez_answers_during_a_maximum_size_upload(live_server):
+    base = live_server()
+    url = urllib.parse.urlsplit(base)
+    limit = Settings().max_body_bytes
+    with socket.create_connection((url.hostname, url.port), timeout=10) as upload:
+        upload.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            + f"content-length: {limit}\r\n\r\n".encode()
+            + b"[" * (limit // 2)
+        )  # half the body sent; the server is waiting for the rest
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        conn.request("GET", "/livez")
+        assert conn.getresponse().status == 200
+        assert time.perf_counter() - started < 1
+        conn.close()
+
+
+def test_concurrency_limit_answers_503_with_retry_after(live_server, post):
+    # A long batching wait keeps the first request in flight while the second arrives.
+    base = live_server(max_concurrency=1, max_batch_wait_ms=500, max_batch_rows=1024)
+    body = json.dumps({"features": [[0.0] * N_FEATURES]}).encode()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, f"{base}/predict", body)
+        time.sleep(0.2)
+        status, headers, error = post(f"{base}/predict", body)
+        assert first.result()[0] == 200
+    assert status == 503 and headers["retry-after"] == "1"
+    ErrorBody.model_validate(error)
+
+
+def test_batched_answers_equal_one_by_one_answers(live_server, checkpoint, post):
+    base = live_server(max_batch_wait_ms=20, max_batch_rows=256)
+    requests = [torch.randn(n, N_FEATURES).tolist() for n in (1, 3, 7, 1, 16, 2, 5, 64) * 4]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(
+            lambda rows: post(f"{base}/predict", json.dumps({"features": rows}).encode()),
+            requests,
+        ))  # fmt: skip
+    model, _ = load_checkpoint(checkpoint)
+    for rows, (status, _, body) in zip(requests, answers, strict=True):
+        assert status == 200
+        expected = model.predict_proba(torch.tensor(rows))
+        torch.testing.assert_close(torch.tensor(body["probabilities"]), expected)
+    metrics = http.client.HTTPConnection(*urllib.parse.urlsplit(base).netloc.split(":"))
+    metrics.request("GET", "/metrics")
+    text = metrics.getresponse().read().decode()
+    batches = float(text.split("inference_batch_rows_count ")[1].split()[0])
+    assert batches < len(requests) + 1  # some requests shared a forward pass (+1: warm-up)
+
+
+def test_metrics(client):
+    client.post("/predict", json={"features": class_centers().tolist()})
+    client.post("/predict", json={"features": []})
+    client.get("/no-such-route")
+    text = client.get("/metrics").text
+    assert 'http_requests_total{route="/predict",status="200"}' in text
+    assert 'http_requests_total{route="/predict",status="422"}' in text
+    assert 'http_requests_total{route="other",status="404"}' in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert "inference_batch_rows_bucket" in text
+    assert "inference_queue_depth" in text
+    assert 'model_info{checkpoint="' in text and f'torch="{torch.__version__}"' in text
+
+
+def test_request_id_is_kept_or_added(client):
+    given = client.get("/livez", headers={"x-request-id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(client.get("/livez").headers["x-request-id"]) == 32
 
 
 def test_missing_checkpoint_fails_start_up(tmp_path):
-    with pytest.raises(FileNotFoundError), TestClient(create_app(tmp_path / "none.pt")):
+    from {{ cookiecutter.package_name }}.model import CheckpointError
+
+    app = create_app(tmp_path / "none.pt")
+    with pytest.raises(CheckpointError, match="train"), TestClient(app):
         pass

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+import warnings
 
-from . import __version__
+# torch warns once when NumPy is absent; this project does not need NumPy.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+
+from . import __version__, logs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,18 +24,23 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP inference service")
     serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if args.command == "train":
-        return train.run(args)
-    from .service import serve as run_service
+    from .model import CheckpointError
+    from .settings import Settings, SettingsError
 
-    run_service(args.host, args.port, args.workers)
+    # Expected failures end in one line on stderr and a non-zero status, never a traceback.
+    try:
+        settings = Settings.from_env()
+        logs.configure(settings.log_format, os.environ.get("LOG_LEVEL", "INFO").upper())
+        if args.command == "train":
+            return train.run(args)
+        from .service import serve as run_service
+
+        run_service(args.host, args.port, settings)
+    except (CheckpointError, SettingsError, train.TrainingError) as error:
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

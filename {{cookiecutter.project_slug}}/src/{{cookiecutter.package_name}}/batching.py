@@ -1,0 +1,114 @@
+"""Dynamic micro-batching: concurrent requests share one forward pass.
+
+Requests queue their rows; one worker takes whatever is queued (up to `max_rows` rows), waits
+at most `max_wait_s` for more when the queue runs dry, runs the batch in the inference thread,
+and hands each caller exactly its own rows back. Under load batches fill while the previous one
+runs; alone, a request waits at most `max_wait_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        predict: Predict,
+        max_rows: int,
+        max_wait_s: float,
+        on_batch: Callable[[int], None] = lambda rows: None,
+    ) -> None:
+        self.predict = predict
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.on_batch = on_batch
+        # One inference thread: torch parallelises inside it (torch.set_num_threads).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
+        self.carry: tuple[torch.Tensor, asyncio.Future] | None = None
+        self.worker: asyncio.Task | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return self.queue.qsize() + (self.carry is not None)
+
+    def start(self) -> None:
+        if self.max_rows and self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the worker and the inference thread."""
+        if self.worker:
+            while self.depth:
+                await asyncio.sleep(0.005)
+            self.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker
+        self.executor.shutdown(wait=True)
+
+    async def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        loop = asyncio.get_running_loop()
+        if not self.max_rows:  # batching off: one forward pass per request
+            self.on_batch(len(rows))
+            return await loop.run_in_executor(self.executor, self.predict, rows)
+        future = loop.create_future()
+        self.queue.put_nowait((rows, future))
+        return await future
+
+    async def _next(self, timeout: float | None) -> tuple[torch.Tensor, asyncio.Future] | None:
+        """The next queued request, waiting at most `timeout` seconds (None: for ever)."""
+        if self.carry is not None:
+            item, self.carry = self.carry, None
+            return item
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if timeout is not None and timeout <= 0:
+            return None
+        getter = asyncio.ensure_future(self.queue.get())
+        done, _ = await asyncio.wait({getter}, timeout=timeout)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._next(timeout=None)
+            batch, rows = [first], len(first[0])
+            deadline = loop.time() + self.max_wait_s
+            while rows < self.max_rows:
+                item = await self._next(deadline - loop.time())
+                if item is None:
+                    break
+                if rows + len(item[0]) > self.max_rows:
+                    self.carry = item  # first in the next batch
+                    break
+                batch.append(item)
+                rows += len(item[0])
+            waiting = [(r, f) for r, f in batch if not f.done()]  # callers may have gone
+            if not waiting:
+                continue
+            self.on_batch(sum(len(r) for r, _ in waiting))
+            try:
+                inputs = torch.cat([r for r, _ in waiting])
+                outputs = await loop.run_in_executor(self.executor, self.predict, inputs)
+            except Exception as error:  # each caller gets the error of its batch
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            start = 0
+            for r, future in waiting:
+                if not future.done():
+                    future.set_result(outputs[start : start + len(r)])
+                start += len(r)

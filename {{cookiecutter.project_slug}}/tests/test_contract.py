@@ -1,0 +1,34 @@
+"""Schema-driven contract test: Schemathesis generates requests from the OpenAPI schema, valid
+and invalid ones (a bounded number per operation), against a real server, and no answer may be
+a 5xx or break the documented responses."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+EXAMPLES = 30  # per operation and mode: enough to hit every documented error, fast on a CPU
+
+
+MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.value)
+def test_api_contract(live_url, mode):
+    schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/predict", "/livez", "/readyz"}
+    for operation in operations:
+        if mode is schemathesis.GenerationMode.NEGATIVE and operation.method.upper() != "POST":
+            continue  # the GET routes take no input to get wrong
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def conforms(case):
+            case.call_and_validate()
+
+        conforms()

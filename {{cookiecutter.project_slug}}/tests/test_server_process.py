@@ -1,0 +1,94 @@
+"""The service as its container runs it: `python -m {{ cookiecutter.package_name }} serve`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.data import N_FEATURES
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def command_env(**env: str) -> dict[str, str]:
+    """This environment, the project's source importable (it may not be installed), and `env`."""
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **env}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkpoint: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=command_env(MODEL_PATH=str(checkpoint), **env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=1):
+                return process, base
+        except OSError:
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the server did not become ready")
+
+
+def test_sigterm_finishes_in_flight_requests(checkpoint, post):
+    # Each request waits in the batcher for 300 ms, so all are in flight at SIGTERM.
+    process, base = start_server(checkpoint, MAX_BATCH_WAIT_MS="300", MAX_BATCH_ROWS="1024")
+    body = json.dumps({"features": [[0.5] * N_FEATURES]}).encode()
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(post, f"{base}/predict", body) for _ in range(16)]
+        time.sleep(0.15)
+        process.send_signal(signal.SIGTERM)
+        statuses = [future.result()[0] for future in futures]
+    assert statuses == [200] * 16
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    process.stderr.close()
+
+
+def test_json_logs_carry_the_request_id(checkpoint):
+    process, base = start_server(checkpoint, LOG_FORMAT="json")
+    request = urllib.request.Request(f"{base}/livez", headers={"x-request-id": "trace-me"})
+    urllib.request.urlopen(request, timeout=10).read()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    access = [r for r in records if r["name"] == "uvicorn.access" and "/livez" in r["message"]]
+    assert access and access[0]["request_id"] == "trace-me"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MODEL_PATH": "/nonexistent/model.pt"}, "no checkpoint at /nonexistent/model.pt"),
+        ({"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES='lots' is not a whole number"),
+    ],
+)
+def test_start_up_errors_are_one_line_without_a_traceback(env, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+        env=command_env(**env), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
