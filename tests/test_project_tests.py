@@ -17,7 +17,9 @@ from template_testing.commands import TEMPLATE, sh
 from template_testing.network import this_host
 
 VENV = TEMPLATE / ".cache" / "project-venv"
-PACKAGES = ["torch==2.13.0+cpu", "fastapi", "uvicorn", "httpx2", "pytest"]
+# The generated pyproject.toml's runtime and dev dependencies (its lock pins them in images).
+PACKAGES = ["torch==2.13.0+cpu", "fastapi", "uvicorn", "prometheus-client", "python-json-logger",
+            "httpx2", "pytest", "schemathesis"]  # fmt: skip
 
 
 def torch_source() -> list[str]:
