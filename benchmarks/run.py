@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from template_testing.commands import TEMPLATE as ROOT
-from template_testing.commands import sh
+from template_testing.commands import sh, tool
 from template_testing.engine import docker, remove_images
 from template_testing.images import (
     TRITON_VENDORED_CUPTI,
@@ -40,11 +40,14 @@ from template_testing.images import (
     step_ran,
     venv_bytes,
 )
-from template_testing.network import this_host
+from template_testing.network import ca_bundle, this_host
 from torch_compat import load
 
 TARGETS = {
     "runtime_vs_floor": 1.03,  # runtime size / (base + venv) at most
+    "slim_vs_floor": 0.88,  # runtime-slim size / (base + the full runtime venv) at most, CPU
+    "cuda_slim_vs_floor": 0.92,  # the same for CUDA
+    "docker_only_seconds": 60.0,  # cookiecutter -> first correct prediction, Docker alone, warm
     "smaller_than_naive": 0.35,  # at least this much smaller than the naive image
     "source_rebuild_share": 0.05,  # source-only rebuild / cold build at most
     "healthy_seconds": 5.0,
@@ -139,6 +142,9 @@ def run(host: ImageHost, smoke: bool) -> dict:
         size = image_size(image)
         base = image_size("python:3.11-slim-bookworm")
         results.update(runtime_bytes=size, base_bytes=base, venv_bytes=venv_bytes(image))
+        results["slim_build_s"], slim = timed(project.build, "runtime-slim", "bench-slim")
+        results["slim_bytes"] = image_size(slim)
+        results.update(installers(project))
 
         naive = ROOT / "benchmarks" / "naive.Dockerfile"
         net = ["--network", "host"] if host.network.offline else []
@@ -213,6 +219,104 @@ def run(host: ImageHost, smoke: bool) -> dict:
     return results
 
 
+def installers(project) -> dict:
+    """pip against uv installing the image's locked torch and main requirement files (hash
+    checked, no dependency resolution) into a fresh venv on this host, with an empty cache and
+    again with a warm one; and the import time of the result with and without bytecode."""
+    req = project.build("requirements", "bench-requirements")
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for name in ("torch.txt", "main.txt"):
+            path = Path(tmp) / name
+            path.write_text(
+                sh(docker(), "run", "--rm", "--entrypoint", "cat", req, f"/requirements/{name}")
+            )
+            files += ["-r", str(path)]
+        indexes = [
+            "--index-url",
+            "https://pypi.org/simple/",
+            "--extra-index-url",
+            project.plan.index_url,
+        ]
+        bundle = ca_bundle()
+        env = {"SSL_CERT_FILE": bundle, "PIP_CERT": bundle} if bundle else {}
+        # The same checks either way: hashes required, no resolution, wheels only; uv compiles
+        # bytecode as pip does by default.
+        same = ["--no-deps", "--require-hashes", "--only-binary=:all:"]
+        commands = {
+            "pip": [sys.executable, "-m", "pip", "install", "-q", *same, "--python"],
+            "uv": [tool("uv"), "pip", "install", "-q", *same, "--compile-bytecode", "--python"],
+        }
+        for installer, command in commands.items():
+            cache = {"PIP_CACHE_DIR": f"{tmp}/pip-cache", "UV_CACHE_DIR": f"{tmp}/uv-cache"}
+            for run_ in ("cold", "warm"):
+                venv = Path(tmp) / f"venv-{installer}-{run_}"
+                sh(sys.executable, "-m", "venv", "--without-pip", str(venv))
+                python = str(venv / "bin" / "python")
+                results[f"{installer}_{run_}_s"], _ = timed(
+                    sh, *command, python, *indexes, *files, env=env | cache
+                )
+        venv_python = str(Path(tmp) / "venv-pip-warm" / "bin" / "python")
+        imports = "import torch, fastapi, uvicorn, prometheus_client"
+        env = {"PYTHONDONTWRITEBYTECODE": "1"}
+        sh(venv_python, "-c", imports)  # page cache warm
+        results["import_compiled_s"], _ = timed(sh, venv_python, "-c", imports, env=env)
+        sh("find", str(Path(tmp) / "venv-pip-warm"), "-name", "__pycache__", "-prune", "-exec",
+           "rm", "-rf", "{}", "+")  # fmt: skip
+        results["import_source_s"], _ = timed(sh, venv_python, "-c", imports, env=env)
+    remove_images(req)
+    return results
+
+
+def docker_only_path(host: ImageHost) -> float:
+    """Seconds from `cookiecutter` to the first correct prediction with Docker alone: bake,
+    lock with `--target lock`, `docker compose up --build --wait`, predict (warm caches)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        project = bake(tmp, host, "2.13.0", "cpu")  # cookiecutter, then the lock target
+        port = free_port()
+        name = "bench-docker-only"
+        env = {
+            "API_PORT": str(port),
+            "CA_BUNDLE": ca_bundle() or "",
+            "TORCH_INDEX_URL": project.plan.index_base,
+            "BUILD_NETWORK": "host" if host.network.offline else "default",
+        }
+        compose = [docker(), "compose", "-p", name]
+        try:
+            sh(*compose, "up", "-d", "--build", "--wait", cwd=project.path, env=env)
+            centers = [[float(x) for x in row] for row in class_centers_of(project)]
+            body = json.dumps({"features": centers})
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/predict", body, {"content-type": "application/json"})
+            answer = json.loads(conn.getresponse().read())
+            assert answer["predictions"] == list(range(len(centers))), answer
+            elapsed = time.perf_counter() - started
+        finally:
+            sh(*compose, "down", "-v", "--rmi", "local", cwd=project.path, env=env)
+    return elapsed
+
+
+def class_centers_of(project) -> list[list[float]]:
+    probe = (
+        f"import json; from {project.package}.data import class_centers; "
+        "print(json.dumps(class_centers().tolist()))"
+    )
+    return json.loads(
+        sh(
+            docker(),
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python",
+            f"{project.path.name}:latest",
+            "-c",
+            probe,
+        )
+    )
+
+
 def run_cuda(host: ImageHost) -> dict:
     """The CUDA image (torch 2.14.1, CUDA 13.0): size against its floor, CUDA libraries twice."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,7 +341,16 @@ def run_cuda(host: ImageHost) -> dict:
         ).split()[0]
     )
     others = list(libraries_twice(found, ignore=TRITON_VENDORED_CUPTI))
+    remove_images(image)  # ~6 GB: make room for the slim one
+    with tempfile.TemporaryDirectory() as tmp:
+        project = bake(tmp, host, "2.14.1", "cuda")
+        slim = project.build("runtime-slim", "bench-cuda-slim")
+    slim_twice = list(libraries_twice(cuda_libraries(slim)))
+    slim_bytes = image_size(slim)
+    remove_images(slim)
     return {
+        "cuda_slim_bytes": slim_bytes,
+        "cuda_slim_libs_twice": slim_twice,
         "cuda_build_s": build_s,
         "cuda_runtime_bytes": image_size(image),
         "cuda_venv_bytes": venv,
@@ -269,6 +382,18 @@ def cuda_table(r: dict) -> str:
             "",
         ),
         ("Cold build (cache pruned at the start of the run)", f"{r['cuda_build_s']:.1f} s", ""),
+        ("CUDA runtime-slim image", mb(r["cuda_slim_bytes"]), ""),
+        (
+            "CUDA runtime-slim / floor",
+            f"{r['cuda_slim_bytes'] / floor:.3f}",
+            f"≤ {TARGETS['cuda_slim_vs_floor']}: "
+            + verdict(r["cuda_slim_bytes"] / floor <= TARGETS["cuda_slim_vs_floor"]),
+        ),
+        (
+            "CUDA libraries present twice in runtime-slim",
+            ", ".join(r["cuda_slim_libs_twice"]) or "none",
+            "none: " + verdict(not r["cuda_slim_libs_twice"]),
+        ),
     ]
     note = (
         f"\nThe CUDA libraries present twice are CUPTI's: Triton (a torch dependency) vendors two "
@@ -311,6 +436,13 @@ def table(r: dict, smoke: bool, host: ImageHost) -> str:
             f"{vs_floor:.3f}",
             f"≤ {TARGETS['runtime_vs_floor']}: " + verdict(vs_floor <= TARGETS["runtime_vs_floor"]),
         ),
+        ("runtime-slim image", mb(r["slim_bytes"]), ""),
+        (
+            "runtime-slim / floor",
+            f"{r['slim_bytes'] / floor:.3f}",
+            f"≤ {TARGETS['slim_vs_floor']}: "
+            + verdict(r["slim_bytes"] / floor <= TARGETS["slim_vs_floor"]),
+        ),
         ("Naive single-stage Poetry image", mb(r["naive_bytes"]), ""),
         (
             "Runtime smaller than naive by",
@@ -337,6 +469,27 @@ def table(r: dict, smoke: bool, host: ImageHost) -> str:
             f"{r['healthy_s']:.1f} s",
             f"≤ {TARGETS['healthy_seconds']:.0f} s: "
             + verdict(r["healthy_s"] <= TARGETS["healthy_seconds"]),
+        ),
+        (
+            "Docker only: `cookiecutter` → lock → `compose up --build` → first correct prediction",
+            f"{r['docker_only_s']:.1f} s",
+            f"≤ {TARGETS['docker_only_seconds']:.0f} s: "
+            + verdict(r["docker_only_s"] <= TARGETS["docker_only_seconds"]),
+        ),
+        (
+            "Install torch.txt + main.txt, cold cache: pip / uv",
+            f"{r['pip_cold_s']:.1f} / {r['uv_cold_s']:.1f} s",
+            "",
+        ),
+        (
+            "… warm cache: pip / uv",
+            f"{r['pip_warm_s']:.1f} / {r['uv_warm_s']:.1f} s",
+            "",
+        ),
+        (
+            "Import torch, fastapi, uvicorn: with bytecode / from source",
+            f"{r['import_compiled_s']:.2f} / {r['import_source_s']:.2f} s",
+            "",
         ),
         ("Predict latency p50 / p95 (1 row)", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms", ""),
         ("Predict throughput (4 clients)", f"{r['rps']:.0f} req/s", ""),
@@ -366,13 +519,14 @@ def main() -> None:
     host = ImageHost.start()  # the engine answers, disk has room, offline: the wheel index runs
     try:
         results = run(host, args.smoke)
+        results["docker_only_s"] = docker_only_path(host)
         text = table(results, args.smoke, host)
         if args.cuda:
             results.update(run_cuda(host))
             text += cuda_table(results)
     finally:
         host.stop()
-        remove_images("bench-runtime", "bench-naive", "bench-cuda-runtime")
+        remove_images("bench-runtime", "bench-slim", "bench-naive", "bench-cuda-runtime")
     print(text)
     if not args.smoke:
         args.output.write_text(

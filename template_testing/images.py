@@ -72,14 +72,15 @@ class BakedProject:
         answers = json.loads((self.path / ".cookiecutter.json").read_text())["cookiecutter"]
         return load().plan(answers)
 
-    def build(self, target: str = "runtime", tag: str | None = None) -> str:
+    def build(self, target: str = "runtime", tag: str | None = None, **build_args: str) -> str:
         tag = tag or f"{self.tag}-{target}"
-        self.build_log(target, tag)
+        self.build_log(target, tag, **build_args)
         return tag
 
-    def build_log(self, target: str, tag: str) -> str:
+    def build_log(self, target: str, tag: str, **build_args: str) -> str:
         """Build `target` as `tag`; return BuildKit's plain progress log."""
-        return self.docker_build("--target", target, "-t", tag)
+        args = [f"--build-arg={name}={value}" for name, value in build_args.items()]
+        return self.docker_build("--target", target, "-t", tag, *args)
 
     def lock(self) -> None:
         """Write poetry.lock the way the README shows users without Poetry: Docker alone (the

@@ -58,7 +58,7 @@ def test_image_builds_and_runs(host, build, tmp_path):
     if plan.cuda:
         ensure_space()  # a CUDA image is ~6 GB, its build cache more: make room first
     project = host.bake(tmp_path, plan, **answers)
-    images = [f"{project.tag}-runtime", f"{project.tag}-test", f"{project.path.name}:latest"]
+    images = [f"{project.tag}-{t}" for t in ("runtime", "test", "runtime-slim", "test-slim")]
     try:
         image = project.build("runtime")
         check_torch_build(image, plan)
@@ -67,8 +67,16 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_cuda_libraries(image, plan)
         check_compose_serves_predictions(project)
         check_project_tests_pass_in_the_test_stage(project)
+        remove_images(*images[:2], f"{project.path.name}:latest")  # make room for the slim pair
+
+        slim = project.build("runtime-slim")
+        check_torch_build(slim, plan)
+        check_training_writes_a_checkpoint(slim)
+        check_cuda_libraries(slim, plan, vendored_cupti=False)
+        check_serves_predictions(slim, project)
+        check_project_tests_pass_in_the_test_stage(project, venv="slim-venv")
     finally:
-        remove_images(*images)
+        remove_images(*images, f"{project.path.name}:latest")
 
 
 def docker_run(image: str, *args: str, entrypoint: str | None = None, volume: str | None = None):
@@ -112,9 +120,11 @@ def check_training_writes_a_checkpoint(image: str) -> None:
     assert "model.pt" in listing, out + listing
 
 
-def check_cuda_libraries(image: str, plan: TorchPlan) -> None:
+def check_cuda_libraries(image: str, plan: TorchPlan, vendored_cupti: bool = True) -> None:
+    """No CUDA library twice (the runtime keeps Triton's vendored CUPTI, runtime-slim does not),
+    none outside the venv, none at all in a CPU image."""
     found = cuda_libraries(image)
-    assert libraries_twice(found, ignore=TRITON_VENDORED_CUPTI) == {}
+    assert libraries_twice(found, ignore=TRITON_VENDORED_CUPTI if vendored_cupti else None) == {}
     outside_venv = [p for paths in found.values() for p in paths if not p.startswith("/opt/venv/")]
     assert outside_venv == []  # CUDA comes from the wheels only, never from the base image
     if plan.cuda is None:
@@ -169,7 +179,39 @@ def post_predict(port: int, body: dict) -> tuple[int, list[int] | None]:
         return error.code, None
 
 
-def check_project_tests_pass_in_the_test_stage(project: BakedProject) -> None:
-    image = project.build("test")
+def check_serves_predictions(image: str, project: BakedProject) -> None:
+    """`docker run` the image on a checkpoint it trained: ready, with correct predictions."""
+    volume = f"tdt-artifacts-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    container = ""
+    try:
+        docker_run(image, "train", "--epochs", "3", volume=f"{volume}:/app/artifacts")
+        container = sh(docker(), "run", "-d", "-p", f"127.0.0.1:{port}:8000",
+                       "-v", f"{volume}:/app/artifacts:ro", image).strip()  # fmt: skip
+        deadline = time.monotonic() + 120
+        while (
+            sh(docker(), "inspect", "--format", "{{.State.Health.Status}}", container).strip()
+            != "healthy"
+        ):
+            assert time.monotonic() < deadline, sh(docker(), "logs", container, with_stderr=True)
+            time.sleep(0.5)
+        probe = (
+            f"import json; from {project.package}.data import class_centers; "
+            "print(json.dumps(class_centers().tolist()))"
+        )
+        centers = json.loads(docker_run(image, "-c", probe, entrypoint="python"))
+        assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
+    finally:
+        if container:
+            subprocess.run([docker(), "rm", "-f", container], capture_output=True)
+        subprocess.run([docker(), "volume", "rm", "-f", volume], capture_output=True)
+
+
+def check_project_tests_pass_in_the_test_stage(
+    project: BakedProject, venv: str = "builder"
+) -> None:
+    """The project's tests, run against the runtime's venv (builder) or runtime-slim's."""
+    suffix = "" if venv == "builder" else "-slim"
+    image = project.build("test", f"{project.tag}-test{suffix}", TEST_VENV=venv)
     out = sh(docker(), "run", "--rm", image)
     assert " passed" in out and " failed" not in out
