@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, random_split
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset, random_split
 
+from . import distributed
 from .data import make_blobs
 from .model import Classifier, ModelConfig, read_checkpoint, save_checkpoint
 
@@ -37,6 +39,8 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     seed: int = 0
+    bf16: bool = True  # bf16 autocast where the CUDA device supports it
+    clip_grad_norm: float = 1.0  # 0 turns clipping off
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,16 @@ class TrainResult:
     steps: int
     train_loss: float
     val_accuracy: float
+    world_size: int = 1
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """The device to train on; raises TrainingError for one this machine does not have."""
+def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """The device to train on (under torchrun, this process's GPU); raises TrainingError for
+    one this machine does not have."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        requested = f"cuda:{local_rank}"
     try:
         device = torch.device(requested)
     except RuntimeError:
@@ -72,7 +80,7 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
+def correct_and_total(model: nn.Module, loader: DataLoader, device: torch.device) -> list[float]:
     model.eval()
     correct = total = 0
     for features, labels in loader:
@@ -80,19 +88,36 @@ def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> floa
         correct += (predicted == labels.to(device)).sum().item()
         total += labels.numel()
     model.train()
-    return correct / max(total, 1)
+    return [correct, total]
 
 
 def train(
     output: Path = DEFAULT_OUTPUT, config: TrainConfig | None = None, *, resume: bool = False
 ) -> TrainResult:
     """Train, writing a checkpoint after every epoch; with `resume`, continue from the
-    checkpoint at `output`. A run that trains no step never replaces a checkpoint."""
+    checkpoint at `output`. A run that trains no step never replaces a checkpoint.
+
+    Under torchrun every process trains a DistributedDataParallel replica on its share of the
+    data; validation is reduced over all of them; only rank 0 logs and writes checkpoints."""
     config = config or TrainConfig()
     if config.samples < MIN_SAMPLES:
         raise TrainingError(f"--samples {config.samples}: need at least {MIN_SAMPLES}")
+    wants_cuda = config.device.startswith("cuda") or (
+        config.device == "auto" and torch.cuda.is_available()
+    )
+    group = distributed.join(use_cuda=wants_cuda and torch.cuda.is_available())
+    try:
+        return _train(output, config, resume, group)
+    finally:
+        distributed.leave(group)
+
+
+def _train(
+    output: Path, config: TrainConfig, resume: bool, group: distributed.Group
+) -> TrainResult:
+    info = log.info if group.is_main else (lambda *args: None)
     torch.manual_seed(config.seed)
-    dev = pick_device(config.device)
+    dev = pick_device(config.device, group.local_rank)
     dataset = make_blobs(n_samples=config.samples, seed=config.seed)
     n_val = max(1, len(dataset) // 5)
     train_set, val_set = random_split(
@@ -100,48 +125,78 @@ def train(
         [len(dataset) - n_val, n_val],
         generator=torch.Generator().manual_seed(config.seed),
     )
+    sampler = None
+    if group.distributed:  # each rank a different, equally long share of every epoch
+        sampler = DistributedSampler(
+            train_set, num_replicas=group.world_size, rank=group.rank, seed=config.seed
+        )
+        val_set = Subset(val_set, range(group.rank, len(val_set), group.world_size))
     loader_args = {"num_workers": config.num_workers, "pin_memory": dev.type == "cuda"}
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, **loader_args)
+    train_loader = DataLoader(
+        train_set, config.batch_size, shuffle=sampler is None, sampler=sampler, **loader_args
+    )
     val_loader = DataLoader(val_set, batch_size=512, **loader_args)
 
-    model = Classifier(ModelConfig()).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    net = Classifier(ModelConfig()).to(dev)
     step, first_epoch = 0, 1
-    if resume:
+    state = None
+    if resume:  # every rank reads the checkpoint rank 0 wrote
         state = read_checkpoint(output, dev)
-        model.load_state_dict(state["state_dict"])
         if not state["training_state"]:
             raise TrainingError(f"--resume: {output} holds no training state to resume from")
-        optimizer.load_state_dict(state["training_state"]["optimizer"])
+        net.load_state_dict(state["state_dict"])
         step = state["training_state"]["step"]
         first_epoch = state["training_state"]["epoch"] + 1
-        log.info("resuming from %s at epoch %d, step %d", output, first_epoch, step)
+    model = net
+    if group.distributed:
+        model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    if state:
+        optimizer.load_state_dict(state["training_state"]["optimizer"])
+        info("resuming from %s at epoch %d, step %d", output, first_epoch, step)
+    bf16 = config.bf16 and dev.type == "cuda" and torch.cuda.is_bf16_supported()
     loss_fn = nn.CrossEntropyLoss()
-    log.info("training on %s: %d samples, %d epochs", dev, len(train_set), config.epochs)
+    per_process = sampler.num_samples if sampler is not None else len(train_set)
+    info(
+        "training on %s, world size %d: %d samples (%d per process), %d epochs%s",
+        dev, group.world_size, len(train_set), per_process, config.epochs, ", bf16" if bf16 else "",
+    )  # fmt: skip
 
-    def checkpoint(epoch: int, val_acc: float) -> Path:
-        return save_checkpoint(
-            model,
-            output,
-            train_args=asdict(config),
-            training_state={"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch},
-            val_accuracy=val_acc,
-            steps=step,
-        )
+    def validate() -> float:
+        correct, total = group.sum(correct_and_total(model, val_loader, dev), dev)
+        return correct / max(total, 1)
+
+    def checkpoint(epoch: int, val_acc: float) -> None:
+        if group.is_main:
+            save_checkpoint(
+                net,
+                output,
+                train_args=asdict(config),
+                training_state={"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch},
+                val_accuracy=val_acc,
+                steps=step,
+                world_size=group.world_size,
+            )
+        group.barrier()  # no rank runs ahead of a checkpoint it may resume from
 
     start_step, loss_value, started = step, math.nan, time.perf_counter()
     val_acc = math.nan
     for epoch in range(first_epoch, config.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # a different shuffle each epoch, the same on every rank
         for features, labels in train_loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(features.to(dev)), labels.to(dev))
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(features.to(dev)), labels.to(dev))
             loss.backward()
+            if config.clip_grad_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
             step, loss_value = step + 1, loss.item()
             if config.max_steps is not None and step >= config.max_steps:
                 break
-        val_acc = accuracy(model, val_loader, dev)
-        log.info(
+        val_acc = validate()
+        info(
             "epoch %d/%d  step %d  loss %.4f  val_acc %.3f  (%.1fs)",
             epoch, config.epochs, step, loss_value, val_acc, time.perf_counter() - started,
         )  # fmt: skip
@@ -154,8 +209,9 @@ def train(
             f"no training step was run (epochs {config.epochs}{resumed}); "
             f"{output} was left as it was"
         )
-    log.info("wrote %s (val_acc %.3f)", output, val_acc)
-    return TrainResult(checkpoint=output, steps=step, train_loss=loss_value, val_accuracy=val_acc)
+    steps = group.gather(step - start_step, dev)
+    info("wrote %s (val_acc %.3f); steps per process: %s", output, val_acc, steps)
+    return TrainResult(output, step, loss_value, val_acc, group.world_size)
 
 
 def positive_int(text: str) -> int:
@@ -176,6 +232,13 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
     return value
 
 
@@ -202,6 +265,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint at --output"
     )
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.bf16,
+        help="bf16 autocast on CUDA devices that support it",
+    )
+    parser.add_argument(
+        "--clip-grad-norm", type=non_negative_float, default=defaults.clip_grad_norm,
+        help="clip the gradient norm to this (0: no clipping)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         device=args.device,
         seed=args.seed,
+        bf16=args.bf16,
+        clip_grad_norm=args.clip_grad_norm,
     )
     train(args.output, config, resume=args.resume)
     return 0

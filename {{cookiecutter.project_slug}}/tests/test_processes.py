@@ -1,4 +1,5 @@
-"""The service as its container runs it: `python -m {{ cookiecutter.package_name }} serve`."""
+"""The project as its container runs it: `python -m {{ cookiecutter.package_name }} serve`, and
+training under torchrun."""
 
 import json
 import os
@@ -12,8 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.data import N_FEATURES
+from {{ cookiecutter.package_name }}.data import N_FEATURES, class_centers
+from {{ cookiecutter.package_name }}.model import read_checkpoint
+from {{ cookiecutter.package_name }}.service import create_app
+from {{ cookiecutter.package_name }}.train import TrainConfig, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -92,3 +97,30 @@ def test_start_up_errors_are_one_line_without_a_traceback(env, message):
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_torchrun_trains_two_processes_on_half_the_data_each(tmp_path):
+    """2 CPU processes under torchrun (gloo): one checkpoint, world size 2, each rank the same
+    number of steps, half the single-process count."""
+    output = tmp_path / "ddp.pt"
+    args = ["--samples", "400", "--batch-size", "20", "--epochs", "2", "--device", "cpu"]
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "{{ cookiecutter.package_name }}", "train", "--output", str(output), *args],
+        env=command_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "world size 2" in done.stderr
+    assert "steps per process: [16, 16]" in done.stderr  # 320 training rows / 2 / 20 x 2 epochs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.pt"]
+    config = TrainConfig(samples=400, batch_size=20, epochs=2, device="cpu")
+    single = train(tmp_path / "single.pt", config)
+    assert single.steps == 32
+    saved = read_checkpoint(output)
+    assert saved["metadata"]["world_size"] == 2 and saved["metadata"]["steps"] == 16
+    assert abs(saved["metadata"]["val_accuracy"] - single.val_accuracy) <= 0.05
+    # A DDP checkpoint is a plain one: the service loads it.
+    with TestClient(create_app(output, device="cpu")) as client:
+        centers = class_centers().tolist()
+        answer = client.post("/predict", json={"features": centers}).json()
+        assert answer["predictions"] == [0, 1, 2]

@@ -1,0 +1,64 @@
+"""torchrun support: the process group comes from the environment torchrun sets (RANK,
+WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, ...); without torchrun, a group of one that does nothing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Group:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """The one process that logs and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Element-wise sum of `values` over every process."""
+        if not self.distributed:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def gather(self, value: int, device: torch.device) -> list[int]:
+        """`value` of every process, by rank."""
+        if not self.distributed:
+            return [value]
+        mine = torch.tensor([value], dtype=torch.int64, device=device)
+        everyone = [torch.zeros_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(everyone, mine)
+        return [int(t.item()) for t in everyone]
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def join(use_cuda: bool) -> Group:
+    """Join the process group torchrun describes: NCCL on CUDA, gloo on the CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Group()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Group(rank=dist.get_rank(), local_rank=local_rank, world_size=world_size)
+
+
+def leave(group: Group) -> None:
+    if group.distributed and dist.is_initialized():
+        dist.destroy_process_group()
