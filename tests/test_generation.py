@@ -10,7 +10,7 @@ import yaml
 from combinations import EXPECTED, combo_id, supported
 
 from template_testing.commands import TEMPLATE, sh, tool
-from template_testing.linters import workflows_clean
+from template_testing.linters import manifests_valid, workflows_clean
 
 UNRENDERED = re.compile(r"(?<!\$){{|{%|%}|cookiecutter\.")  # ${{ }} is GitHub Actions
 # What only a CUDA project needs. (Device selection in the Python code, `cuda if available`,
@@ -80,6 +80,8 @@ def test_bakes_clean(bake, combo):
     schema_valid(project, "vendor.github-workflows", ".github/workflows/ci.yml")
     schema_valid(project, "vendor.dependabot", ".github/dependabot.yml")
     workflows_clean(project)
+    manifests = manifests_valid(project)
+    assert ("nvidia.com/gpu" in manifests) == bool(cuda)
     ruff_clean(project)
 
 

@@ -100,12 +100,12 @@ def test_start_up_errors_are_one_line_without_a_traceback(env, message):
 
 
 def test_torchrun_trains_two_processes_on_half_the_data_each(tmp_path):
-    """2 CPU processes under torchrun (gloo): one checkpoint, world size 2, each rank the same
-    number of steps, half the single-process count."""
+    """The README's command, 2 CPU processes under torchrun (gloo): one checkpoint, world size 2,
+    each rank the same number of steps, half the single-process count."""
     output = tmp_path / "ddp.pt"
     args = ["--samples", "400", "--batch-size", "20", "--epochs", "2", "--device", "cpu"]
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2",
          "-m", "{{ cookiecutter.package_name }}", "train", "--output", str(output), *args],
         env=command_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -61,4 +61,6 @@ def join(use_cuda: bool) -> Group:
 
 def leave(group: Group) -> None:
     if group.distributed and dist.is_initialized():
+        # Every rank done before any tears down: gloo aborts a process whose peer is gone.
+        dist.barrier()
         dist.destroy_process_group()

@@ -53,7 +53,7 @@ class TrainResult:
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """The device to train on (under torchrun, this process's GPU); raises TrainingError for
+    """The device to train on (under torchrun, this process's CUDA device); raises TrainingError for
     one this machine does not have."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
