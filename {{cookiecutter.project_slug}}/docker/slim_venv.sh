@@ -19,7 +19,10 @@ find "$site" -name '*.a' -delete
 {%- if (cookiecutter | torch_plan).cuda %}
 # Triton's vendored CUPTI: only Triton's proton profiler loads it; torch's profiler uses the
 # CUPTI of the nvidia-cuda-cupti wheel, so no CUDA library is left twice.
-rm -rf "$site/triton/backends/nvidia/lib/cupti"
+rm -rf "$site"/triton/backends/nvidia/lib/cupti*
 {%- endif %}
-# Symbol tables and debug sections: loading needs only the dynamic symbols, which stay.
-find "$site" -name '*.so*' -type f -exec strip --strip-unneeded {} +
+# Symbol tables and debug sections of torch's own libraries (the bulk: libtorch_cpu alone loses
+# ~90 MB); loading needs only the dynamic symbols, which stay. Not vendored libraries (libgomp,
+# numpy.libs/, ...): patchelf rewrote those when the wheels were repaired, and stripping breaks them.
+find "$site/torch/lib" -type f \( -name 'libtorch*.so' -o -name 'libc10*.so' \) \
+  -exec strip --strip-unneeded {} +
