@@ -38,6 +38,7 @@ from template_testing.images import (
     libraries_twice,
     secret_args,
     step_ran,
+    train_into,
     venv_bytes,
 )
 from template_testing.network import ca_bundle, this_host
@@ -181,17 +182,7 @@ def run(host: ImageHost, smoke: bool) -> dict:
 
         # Serve: train a checkpoint into a volume, then time `docker run` to healthy.
         volume = "bench-artifacts"
-        sh(
-            docker(),
-            "run",
-            "--rm",
-            "-v",
-            f"{volume}:/app/artifacts",
-            image,
-            "train",
-            "--epochs",
-            "5",
-        )
+        train_into(image, volume, "--epochs", "5")
         port = free_port()
         start = time.perf_counter()
         container = sh(
@@ -286,7 +277,7 @@ def docker_only_path(host: ImageHost) -> float:
         compose = [docker(), "compose", "-p", name]
         try:
             sh(*compose, "up", "-d", "--build", "--wait", cwd=project.path, env=env)
-            centers = [[float(x) for x in row] for row in class_centers_of(project)]
+            centers = project.class_centers(f"{project.path.name}:latest")
             body = json.dumps({"features": centers})
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("POST", "/predict", body, {"content-type": "application/json"})
@@ -296,25 +287,6 @@ def docker_only_path(host: ImageHost) -> float:
         finally:
             sh(*compose, "down", "-v", "--rmi", "local", cwd=project.path, env=env)
     return elapsed
-
-
-def class_centers_of(project) -> list[list[float]]:
-    probe = (
-        f"import json; from {project.package}.data import class_centers; "
-        "print(json.dumps(class_centers().tolist()))"
-    )
-    return json.loads(
-        sh(
-            docker(),
-            "run",
-            "--rm",
-            "--entrypoint",
-            "python",
-            f"{project.path.name}:latest",
-            "-c",
-            probe,
-        )
-    )
 
 
 def run_cuda(host: ImageHost) -> dict:

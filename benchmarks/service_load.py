@@ -27,7 +27,7 @@ from pathlib import Path
 
 from template_testing.commands import TEMPLATE, sh
 from template_testing.engine import docker, remove_images
-from template_testing.images import ImageHost, free_port
+from template_testing.images import ImageHost, free_port, train_into
 from torch_compat import load
 
 CLIENTS = (1, 8, 32, 64)
@@ -174,17 +174,7 @@ def measure(smoke: bool) -> dict:
         project = host.bake(Path(tmp), plan, **answers)
         image = project.build("runtime", "bench-service")
     try:
-        sh(
-            docker(),
-            "run",
-            "--rm",
-            "-v",
-            f"{volume}:/app/artifacts",
-            image,
-            "train",
-            "--epochs",
-            "3",
-        )
+        train_into(image, volume, "--epochs", "3")
         for batching, env in (("on", {}), ("off", {"MAX_BATCH_ROWS": "0"})):
             server = Server(image, volume, **env)
             try:

@@ -47,6 +47,11 @@ def image_size(tag: str) -> int:
     return int(sh(docker(), "image", "inspect", "--format", "{{.Size}}", tag).strip())
 
 
+def train_into(image: str, volume: str, *args: str) -> str:
+    """Run the image's training with the named volume as its artifacts folder; its output."""
+    return sh(docker(), "run", "--rm", "-v", f"{volume}:/app/artifacts", image, "train", *args)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,6 +76,15 @@ class BakedProject:
         """The torch build the project was baked with (its answers file)."""
         answers = json.loads((self.path / ".cookiecutter.json").read_text())["cookiecutter"]
         return load().plan(answers)
+
+    def class_centers(self, image: str) -> list[list[float]]:
+        """The class centres of the project's data, computed in `image`: a point at centre i
+        must be predicted as class i."""
+        probe = (
+            f"import json; from {self.package}.data import class_centers; "
+            "print(json.dumps(class_centers().tolist()))"
+        )
+        return json.loads(sh(docker(), "run", "--rm", "--entrypoint", "python", image, "-c", probe))
 
     def build(self, target: str = "runtime", tag: str | None = None, **build_args: str) -> str:
         tag = tag or f"{self.tag}-{target}"

@@ -28,6 +28,7 @@ from template_testing.images import (
     cuda_libraries,
     free_port,
     libraries_twice,
+    train_into,
 )
 from template_testing.network import ca_bundle
 from torch_compat import TorchPlan, load
@@ -111,7 +112,7 @@ def check_runs_as_non_root_with_a_healthcheck(image: str) -> None:
 def check_training_writes_a_checkpoint(image: str) -> None:
     volume = f"tdt-artifacts-{uuid.uuid4().hex[:8]}"
     try:
-        out = docker_run(image, "train", "--max-steps", "5", volume=f"{volume}:/app/artifacts")
+        out = train_into(image, volume, "--max-steps", "5")
         listing = docker_run(
             image, "-c", "ls -l /app/artifacts", entrypoint="sh", volume=f"{volume}:/app/artifacts"
         )
@@ -151,12 +152,7 @@ def check_compose_serves_predictions(project: BakedProject) -> None:
         sh(*compose, "build", cwd=project.path, env=env)  # warm: the runtime image was just built
         up = [*compose, "up", "-d", "--no-build", "--wait", "--wait-timeout", "180"]
         sh(*up, cwd=project.path, env=env)
-        probe = (
-            f"import json; from {project.package}.data import class_centers; "
-            "print(json.dumps(class_centers().tolist()))"
-        )
-        exec_probe = [*compose, "exec", "-T", "api", "python", "-c", probe]
-        centers = json.loads(sh(*exec_probe, cwd=project.path, env=env))
+        centers = project.class_centers(f"{project.path.name}:latest")
         assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
         assert post_predict(port, {"features": [[1]]})[0] == 422
     finally:
@@ -185,7 +181,7 @@ def check_serves_predictions(image: str, project: BakedProject) -> None:
     port = free_port()
     container = ""
     try:
-        docker_run(image, "train", "--epochs", "3", volume=f"{volume}:/app/artifacts")
+        train_into(image, volume, "--epochs", "3")
         container = sh(docker(), "run", "-d", "-p", f"127.0.0.1:{port}:8000",
                        "-v", f"{volume}:/app/artifacts:ro", image).strip()  # fmt: skip
         deadline = time.monotonic() + 120
@@ -195,11 +191,7 @@ def check_serves_predictions(image: str, project: BakedProject) -> None:
         ):
             assert time.monotonic() < deadline, sh(docker(), "logs", container, with_stderr=True)
             time.sleep(0.5)
-        probe = (
-            f"import json; from {project.package}.data import class_centers; "
-            "print(json.dumps(class_centers().tolist()))"
-        )
-        centers = json.loads(docker_run(image, "-c", probe, entrypoint="python"))
+        centers = project.class_centers(image)
         assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
     finally:
         if container:
