@@ -236,9 +236,11 @@ def installers(project) -> dict:
         # bytecode as pip does by default.
         same = ["--no-deps", "--require-hashes", "--only-binary=:all:"]
         commands = {
-            "pip": [sys.executable, "-m", "pip", "install", "-q", *same, "--python"],
-            "uv": [tool("uv"), "pip", "install", "-q", *same, "--compile-bytecode", "--python"],
-        }
+            "pip": lambda python: [sys.executable, "-m", "pip", "--python", python, "install",
+                                   "-q", *same],
+            "uv": lambda python: [tool("uv"), "pip", "install", "--python", python, "-q", *same,
+                                  "--compile-bytecode"],
+        }  # fmt: skip
         for installer, command in commands.items():
             cache = {"PIP_CACHE_DIR": f"{tmp}/pip-cache", "UV_CACHE_DIR": f"{tmp}/uv-cache"}
             for run_ in ("cold", "warm"):
@@ -246,7 +248,7 @@ def installers(project) -> dict:
                 sh(sys.executable, "-m", "venv", "--without-pip", str(venv))
                 python = str(venv / "bin" / "python")
                 results[f"{installer}_{run_}_s"], _ = timed(
-                    sh, *command, python, *indexes, *files, env=env | cache
+                    sh, *command(python), *indexes, *files, env=env | cache
                 )
         venv_python = str(Path(tmp) / "venv-pip-warm" / "bin" / "python")
         imports = "import torch, fastapi, uvicorn, prometheus_client"
