@@ -315,6 +315,7 @@ def run_cuda(host: ImageHost) -> dict:
         ).split()[0]
     )
     others = list(libraries_twice(found, ignore=TRITON_VENDORED_CUPTI))
+    runtime_bytes = image_size(image)
     remove_images(image)  # ~6 GB: make room for the slim one
     with tempfile.TemporaryDirectory() as tmp:
         project = bake(tmp, host, "2.14.1", "cuda")
@@ -326,7 +327,7 @@ def run_cuda(host: ImageHost) -> dict:
         "cuda_slim_bytes": slim_bytes,
         "cuda_slim_libs_twice": slim_twice,
         "cuda_build_s": build_s,
-        "cuda_runtime_bytes": image_size(image),
+        "cuda_runtime_bytes": runtime_bytes,
         "cuda_venv_bytes": venv,
         "cuda_libs_twice": twice,
         "cuda_libs_twice_elsewhere": others,
@@ -495,13 +496,15 @@ def main() -> None:
         results = run(host, args.smoke)
         results["docker_only_s"] = docker_only_path(host)
         text = table(results, args.smoke, host)
+        print(text, flush=True)  # the CPU table, before the long CUDA part
         if args.cuda:
             results.update(run_cuda(host))
             text += cuda_table(results)
     finally:
         host.stop()
         remove_images("bench-runtime", "bench-slim", "bench-naive", "bench-cuda-runtime")
-    print(text)
+    if args.cuda:
+        print(text)
     if not args.smoke:
         args.output.write_text(
             text + "\nRaw results:\n\n```json\n" + json.dumps(results, indent=2) + "\n```\n"
