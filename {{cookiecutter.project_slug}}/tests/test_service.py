@@ -168,16 +168,23 @@ def test_livez_answers_during_a_maximum_size_upload(live_server):
 
 
 def test_concurrency_limit_answers_503_with_retry_after(live_server, post):
-    # A long batching wait keeps the first request in flight while the second arrives.
-    base = live_server(max_concurrency=1, max_batch_wait_ms=500, max_batch_rows=1024)
+    base = live_server(max_concurrency=1)
+    url = urllib.parse.urlsplit(base)
     body = json.dumps({"features": [[0.0] * N_FEATURES]}).encode()
-    with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(post, f"{base}/predict", body)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as slow:
+        # A slow upload holds the one slot while its body trickles in.
+        slow.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
         time.sleep(0.2)
         status, headers, error = post(f"{base}/predict", body)
-        assert first.result()[0] == 200
+        slow.sendall(body[5:])
+        assert slow.recv(4096).startswith(b"HTTP/1.1 200")
     assert status == 503 and headers["retry-after"] == "1"
     ErrorBody.model_validate(error)
+    assert post(f"{base}/predict", body)[0] == 200  # the slot is free again
 
 
 def test_batched_answers_equal_one_by_one_answers(live_server, checkpoint, post):

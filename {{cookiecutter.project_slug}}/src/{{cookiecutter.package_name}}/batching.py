@@ -1,9 +1,10 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
 Requests queue their rows; one worker takes whatever is queued (up to `max_rows` rows), waits
-at most `max_wait_s` for more when the queue runs dry, runs the batch in the inference thread,
-and hands each caller exactly its own rows back. Under load batches fill while the previous one
-runs; alone, a request waits at most `max_wait_s`.
+at most `max_wait_s` for more when the queue runs dry while other requests are still on their
+way (`in_flight()` counts them), runs the batch in the inference thread, and hands each caller
+exactly its own rows back. Under load batches fill while the previous one runs; a request alone
+does not wait at all.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ class MicroBatcher:
         max_rows: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] = lambda rows: None,
+        in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self.predict = predict
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
+        self.in_flight = in_flight  # requests being answered, queued or not
         # One inference thread: torch parallelises inside it (torch.set_num_threads).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
@@ -87,7 +90,9 @@ class MicroBatcher:
             batch, rows = [first], len(first[0])
             deadline = loop.time() + self.max_wait_s
             while rows < self.max_rows:
-                item = await self._next(deadline - loop.time())
+                # Wait for more only while requests not yet queued are on their way.
+                coming = self.in_flight() > len(batch) + self.queue.qsize()
+                item = await self._next(deadline - loop.time() if coming else 0)
                 if item is None:
                     break
                 if rows + len(item[0]) > self.max_rows:
