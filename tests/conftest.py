@@ -41,7 +41,7 @@ def pytest_terminal_summary(terminalreporter):
             if report.when == "setup" and status != "skipped":
                 continue
             build = nodeid.split("[", 1)[-1].rstrip("]")
-            why = f": {report.longrepr[2]}" if status == "skipped" else ""
+            why = f": {report.longrepr[2].removeprefix('Skipped: ')}" if status == "skipped" else ""
             lines.append(f"{'built' if status == 'passed' else status:>8}  {build}{why}")
     if lines:
         terminalreporter.section("image builds")
