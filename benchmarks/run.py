@@ -374,9 +374,10 @@ def cuda_table(r: dict) -> str:
         f"\nThe CUDA libraries present twice are CUPTI's: Triton (a torch dependency) vendors two "
         f"CUPTI builds for its proton profiler ({r['cuda_triton_vendored_files']} files, "
         f"{mb(r['cuda_triton_vendored_bytes'])}) beside the CUPTI of the `nvidia-cuda-cupti` wheel "
-        "that torch's profiler loads. Both come from the locked wheels; the template does not "
-        "edit installed packages, so this target is missed by that much. No CUDA library comes "
-        "from the base image, and none other is present twice.\n"
+        "that torch's profiler loads. Both come from the locked wheels, and the default "
+        "`runtime` keeps installed packages as they are, so its target is missed by that much; "
+        "`runtime-slim` removes Triton's copies and meets it. No CUDA library comes from the "
+        "base image, and none other is present twice.\n"
     )
     return (
         "\n## CUDA image\n\n| measure | value | target |\n| --- | --- | --- |\n"
