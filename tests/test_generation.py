@@ -185,7 +185,10 @@ def test_pre_commit_hooks_install_themselves_at_the_template_tool_versions(bake)
 def test_one_poetry_version_for_image_ci_and_template(bake):
     project = bake()
     dev = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["dependency-groups"]["dev"]
-    poetry = next(req.split("==")[1] for req in dev if req.startswith("poetry=="))
-    assert f"ARG POETRY_VERSION={poetry}" in (project / "Dockerfile").read_text()
+    pins = dict(req.split(";")[0].split("==") for req in dev)
+    poetry = pins["poetry"]
+    dockerfile = (project / "Dockerfile").read_text()
+    assert f"ARG POETRY_VERSION={poetry}" in dockerfile
+    assert f"ARG UV_VERSION={pins['uv']}" in dockerfile  # the uv the benchmark measured
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     assert workflow["env"]["POETRY_VERSION"] == poetry
