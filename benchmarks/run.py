@@ -36,7 +36,6 @@ from template_testing.images import (
     free_port,
     image_size,
     libraries_twice,
-    secret_args,
     step_ran,
     train_into,
     venv_bytes,
@@ -148,19 +147,8 @@ def run(host: ImageHost, smoke: bool) -> dict:
         results.update(installers(project))
 
         naive = ROOT / "benchmarks" / "naive.Dockerfile"
-        net = ["--network", "host"] if host.network.offline else []
         results["naive_build_s"], _ = timed(
-            sh,
-            docker(),
-            "build",
-            *net,
-            "-f",
-            str(naive),
-            "-t",
-            "bench-naive",
-            *secret_args(),
-            ".",
-            cwd=project.path,
+            project.docker_build, "-f", str(naive), "-t", "bench-naive"
         )
         results["naive_bytes"] = image_size("bench-naive")
 
@@ -270,12 +258,7 @@ def docker_only_path(host: ImageHost) -> float:
         project = bake(tmp, host, "2.13.0", "cpu")  # cookiecutter, then the lock target
         port = free_port()
         name = "bench-docker-only"
-        env = {
-            "API_PORT": str(port),
-            "CA_BUNDLE": ca_bundle() or "",
-            "TORCH_INDEX_URL": project.plan.index_base,
-            "BUILD_NETWORK": "host" if host.network.offline else "default",
-        }
+        env = project.compose_env(port)
         compose = [docker(), "compose", "-p", name]
         try:
             sh(*compose, "up", "-d", "--build", "--wait", cwd=project.path, env=env)

@@ -96,6 +96,16 @@ class BakedProject:
         args = [f"--build-arg={name}={value}" for name, value in build_args.items()]
         return self.docker_build("--target", target, "-t", tag, *args)
 
+    def compose_env(self, api_port: int) -> dict[str, str]:
+        """The environment compose.yaml reads: the API port, and this host's CA bundle, torch
+        index and build network, so `docker compose build` works here as `docker build` does."""
+        return {
+            "API_PORT": str(api_port),
+            "CA_BUNDLE": ca_bundle() or "",
+            "TORCH_INDEX_URL": self.plan.index_base,
+            "BUILD_NETWORK": "host" if self.network.offline else "default",
+        }
+
     def lock(self) -> None:
         """Write poetry.lock the way the README shows users without Poetry: Docker alone (the
         command runs with no Poetry on PATH)."""

@@ -30,7 +30,6 @@ from template_testing.images import (
     libraries_twice,
     train_into,
 )
-from template_testing.network import ca_bundle
 from torch_compat import TorchPlan, load
 
 # scripts/test runs pytest with --dist loadscope: this whole module runs on one worker, in
@@ -138,12 +137,7 @@ def check_compose_serves_predictions(project: BakedProject) -> None:
     name = f"tdt-{uuid.uuid4().hex[:8]}"
     port = free_port()
     compose = [docker(), "compose", "-p", name, "-f", "compose.yaml"]
-    env = {
-        "API_PORT": str(port),
-        "CA_BUNDLE": ca_bundle() or "",
-        "TORCH_INDEX_URL": project.plan.index_base,
-        "BUILD_NETWORK": "host" if project.network.offline else "default",
-    }
+    env = project.compose_env(port)
     config = json.loads(sh(*compose, "config", "--format", "json", cwd=project.path, env=env))
     build = config["services"]["train"]["build"]
     assert build["args"]["TORCH_INDEX_URL"] == project.plan.index_base
