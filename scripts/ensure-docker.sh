@@ -26,17 +26,8 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v "$DOCKER" >/dev/null \
     exit 1
   fi
   echo "ensure-docker: installing docker.io, buildx and compose from Debian trixie" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! grep -rqs trixie /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "deb http://deb.debian.org/debian trixie main" >/etc/apt/sources.list.d/trixie.list
-  fi
-  cat >/etc/apt/preferences.d/trixie-low <<'PIN'
-Package: *
-Pin: release n=trixie
-Pin-Priority: 100
-PIN
-  apt-get update -qq
-  apt-get install -y -qq -t trixie --no-install-recommends \
+  bash "$(dirname "$0")/trixie-apt.sh"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie --no-install-recommends \
     docker.io docker-cli docker-buildx docker-compose containerd >/dev/null
 fi
 if ! "$DOCKER" info >/dev/null 2>&1; then
