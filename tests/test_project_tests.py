@@ -7,6 +7,7 @@ runs the same code on a CPU.
 """
 
 import fcntl
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,18 @@ from template_testing.commands import TEMPLATE, sh
 from template_testing.network import this_host
 
 VENV = TEMPLATE / ".cache" / "project-venv"
-# The generated pyproject.toml's runtime and dev dependencies (its lock pins them in images).
-PACKAGES = ["torch==2.13.0+cpu", "fastapi", "uvicorn", "prometheus-client", "python-json-logger",
-            "httpx2", "pytest", "schemathesis"]  # fmt: skip
+TORCH = "torch==2.13.0+cpu"
+
+
+def project_requirements() -> list[str]:
+    """The generated pyproject.toml's runtime and dev requirements, but torch (its lock pins them
+    in images); read from the template file, whose requirement lines hold no Jinja."""
+    text = (TEMPLATE / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_text()
+    runtime = re.findall(r'^    "([A-Za-z][\w.-]*[<>=!~][^"]*)",', text, re.MULTILINE)
+    dev_table = text.split("[tool.poetry.group.dev.dependencies]\n")[1].split("\n\n")[0]
+    dev = [f"{name}{spec}" for name, spec in re.findall(r'^([\w-]+) = "([^"]+)"', dev_table, re.M)]
+    assert "fastapi" in str(runtime) and "pytest" in str(dev), "pyproject.toml's layout changed"
+    return runtime + dev
 
 
 def torch_source() -> list[str]:
@@ -50,7 +60,7 @@ def project_python() -> Path:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
             subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                 *torch_source(), *PACKAGES],
+                 *torch_source(), TORCH, *project_requirements()],
                 check=True,
             )  # fmt: skip
             ready.touch()

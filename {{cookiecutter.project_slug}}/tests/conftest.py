@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from {{ cookiecutter.package_name }}.server import GuardedH11Protocol
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.train import TrainConfig, train
@@ -33,7 +34,10 @@ class LiveServers:
         """Start one with these settings; return its base URL."""
         settings = replace(Settings(model_path=self.checkpoint), **settings)
         app = create_app(self.checkpoint, device="cpu", settings=settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", http=GuardedH11Protocol
+        )
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30

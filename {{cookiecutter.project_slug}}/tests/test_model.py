@@ -1,7 +1,14 @@
 import torch
 
-from {{ cookiecutter.package_name }}.data import N_CLASSES, N_FEATURES, class_centers, make_blobs
-from {{ cookiecutter.package_name }}.model import Classifier, ModelConfig, load_checkpoint, save_checkpoint
+from {{ cookiecutter.package_name }}.data import class_centers, make_blobs
+from {{ cookiecutter.package_name }}.model import (
+    N_CLASSES,
+    N_FEATURES,
+    Classifier,
+    ModelConfig,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_forward_gives_one_logit_per_class():

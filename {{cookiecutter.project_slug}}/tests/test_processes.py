@@ -2,9 +2,7 @@
 training under torchrun."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,41 +18,7 @@ from {{ cookiecutter.package_name }}.model import read_checkpoint
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.train import TrainConfig, train
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def command_env(**env: str) -> dict[str, str]:
-    """This environment, the project's source importable (it may not be installed), and `env`."""
-    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, **env}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(checkpoint: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=command_env(MODEL_PATH=str(checkpoint), **env),
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=1):
-                return process, base
-        except OSError:
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("the server did not become ready")
+from serving import command_env, start_server
 
 
 def test_sigterm_finishes_in_flight_requests(checkpoint, post):

@@ -26,12 +26,14 @@ class MicroBatcher:
         max_rows: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] = lambda rows: None,
+        on_depth: Callable[[int], None] = lambda depth: None,
         in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self.predict = predict
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
+        self.on_depth = on_depth  # told the queue's depth whenever it changes
         self.in_flight = in_flight  # requests being answered, queued or not
         # One inference thread: torch parallelises inside it (torch.set_num_threads).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -65,6 +67,7 @@ class MicroBatcher:
             return await loop.run_in_executor(self.executor, self.predict, rows)
         future = loop.create_future()
         self.queue.put_nowait((rows, future))
+        self.on_depth(self.depth)
         return await future
 
     async def _next(self, timeout: float | None) -> tuple[torch.Tensor, asyncio.Future] | None:
@@ -100,6 +103,7 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 rows += len(item[0])
+            self.on_depth(self.depth)
             waiting = [(r, f) for r, f in batch if not f.done()]  # callers may have gone
             if not waiting:
                 continue

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-N_FEATURES = 4
-N_CLASSES = 3
+from .model import N_CLASSES, N_FEATURES
+
 CENTER_SPREAD = 4.0
 
 

@@ -42,6 +42,12 @@ class Group:
         dist.all_gather(everyone, mine)
         return [int(t.item()) for t in everyone]
 
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """Whether `flag` is true in any process: every process takes the same branch after it."""
+        if not self.distributed:
+            return flag
+        return self.sum([float(flag)], device)[0] > 0
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
@@ -59,11 +65,15 @@ def join(use_cuda: bool) -> Group:
     return Group(rank=dist.get_rank(), local_rank=local_rank, world_size=world_size)
 
 
-def leave(group: Group) -> None:
-    if group.distributed and dist.is_initialized():
-        # Every rank done before any tears down. gloo's teardown can abort a process while its
-        # peer exits (seen under load on CPU), so only NCCL's group is destroyed explicitly;
-        # process exit releases gloo's.
+def leave(group: Group, finished: bool) -> None:
+    """Destroy the process group, so that its threads stop before the interpreter does (a gloo
+    group left to process exit aborts it now and then: `terminate called without an active
+    exception`). After a finished run every rank waits for the others first; after a failure
+    only gloo's group is destroyed, since NCCL's teardown can wait for peers that still run."""
+    if not (group.distributed and dist.is_initialized()):
+        return
+    if finished:
         dist.barrier()
-        if dist.get_backend() == "nccl":
-            dist.destroy_process_group()
+    elif dist.get_backend() == "nccl":
+        return
+    dist.destroy_process_group()

@@ -1,14 +1,26 @@
-"""Prometheus metrics (prometheus-client), one registry per app so tests can make several."""
+"""Prometheus metrics (prometheus-client): one registry per app, so tests can make several.
+
+With several server processes (WEB_CONCURRENCY > 1), server.run sets PROMETHEUS_MULTIPROC_DIR and
+prometheus-client's multiprocess mode adds every process's values up at each scrape; gauges say
+how (livesum: the live processes' sum; max: the same in every process).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 # Routes are labelled by their path only when the app has it, so no client can grow the series.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+MODEL_LABELS = ("checkpoint", "torch", "device", "cuda", "driver")
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
 @dataclass
@@ -28,7 +40,27 @@ class Metrics:
             "inference_batch_rows", "Rows per forward pass", buckets=BATCH_BUCKETS, registry=r
         )
         self.queue_depth = Gauge(
-            "inference_queue_depth", "Requests waiting for a batch", registry=r
-        )
-        self.in_flight = Gauge("predict_in_flight", "/predict requests being answered", registry=r)
-        self.model = Info("model", "The model being served", registry=r)
+            "inference_queue_depth", "Requests waiting for a batch", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "predict_in_flight", "/predict requests being answered", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.model = Gauge(
+            "model_info", "The model being served (value 1)", MODEL_LABELS, registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's metrics, or every worker's."""
+        if folder := multiprocess_dir():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=folder)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+    def process_exits(self) -> None:
+        """Drop this process's live gauges from the sums."""
+        if folder := multiprocess_dir():
+            mark_process_dead(os.getpid(), path=folder)

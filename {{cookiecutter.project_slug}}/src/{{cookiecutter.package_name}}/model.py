@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+# The model's shapes: a row of N_FEATURES numbers in, N_CLASSES probabilities out. The service's
+# request schema and the training data follow from these.
+N_FEATURES = 4
+N_CLASSES = 3
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    n_features: int = 4
-    n_classes: int = 3
+    n_features: int = N_FEATURES
+    n_classes: int = N_CLASSES
     hidden: int = 64
     dropout: float = 0.1
 
@@ -62,9 +67,9 @@ def save_checkpoint(
     **metadata: float,
 ) -> Path:
     """Write weights, config, format version, torch version, training arguments and (to resume)
-    the optimizer state atomically: a reader never sees half a file."""
+    the optimizer state atomically: a reader never sees half a file, and a failed write (a full
+    disk, say) leaves the previous checkpoint as it was and no temporary file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     checkpoint = {
@@ -76,9 +81,21 @@ def save_checkpoint(
         "train_args": train_args or {},
         "training_state": training_state,
     }
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as error:  # torch.save reports some write errors as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {first_line(error)}"
+            + ("; the previous one was left as it was" if path.exists() else "")
+        ) from None
     return path
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict:
@@ -92,7 +109,10 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        # Never pass on torch's advice to load with weights_only=False: that runs the file's code.
+        reason = first_line(error)
+        if "weights_only" in reason or "Weights only" in reason:
+            reason = "not a checkpoint of tensors and plain data (refused: it could run code)"
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
     found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
     if found != CHECKPOINT_FORMAT:
@@ -106,9 +126,28 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
 def load_checkpoint(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[Classifier, dict[str, float]]:
-    """The model of a checkpoint written by save_checkpoint, in eval mode, and its metadata."""
+    """The model of a checkpoint written by save_checkpoint, in eval mode, and its metadata.
+    Raises CheckpointError, in one line, for anything that would not serve correct answers."""
     checkpoint = read_checkpoint(path, device)
-    model = Classifier(ModelConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    config, state = checkpoint.get("config"), checkpoint.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path} has no model config or weights: train again")
+    known = {f.name for f in fields(ModelConfig)}
+    if unknown := sorted(set(config) - known):
+        raise CheckpointError(
+            f"{path} has model settings this code does not know: {', '.join(map(str, unknown))}"
+        )
+    try:
+        model = Classifier(ModelConfig(**config))
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: its weights do not fit its model config ({first_line(error)})"
+        ) from None
+    if bad := [n for n, t in state.items() if t.is_floating_point() and not t.isfinite().all()]:
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({', '.join(bad[:3])}): the training that wrote it "
+            "diverged; train again"
+        )
     model.to(device).eval()
-    return model, checkpoint["metadata"]
+    return model, checkpoint.get("metadata") or {}

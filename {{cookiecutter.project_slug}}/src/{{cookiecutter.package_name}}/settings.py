@@ -1,54 +1,79 @@
-"""Service settings, from the environment: one place, checked once at start-up."""
+"""Service settings, from the environment: one place, checked once at start-up.
+
+Each setting is declared once, below, with its variable, default and meaning; `serve --help`
+lists them from here.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
     """A setting with a value the service cannot use; the message names it."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
+def setting(env: str, default, help: str, minimum: int | None = None):
+    return field(default=default, metadata={"env": env, "help": help, "minimum": minimum})
 
 
 @dataclass(frozen=True)
 class Settings:
-    model_path: Path = Path("artifacts/model.pt")
-    max_body_bytes: int = 1 << 20  # a larger request body gets 413 before it is read
-    max_concurrency: int = 64  # /predict requests in flight; one more gets 503 + Retry-After
-    max_batch_rows: int = 256  # rows gathered into one forward pass; 0 turns batching off
-    max_batch_wait_ms: int = 2  # how long a batch waits for more rows once the queue is empty
-    torch_threads: int = 0  # torch's intra-op threads; 0 = this process's share of the CPUs
-    workers: int = 1  # server processes (WEB_CONCURRENCY)
-    log_format: str = "text"  # or "json"
+    model_path: Path = setting("MODEL_PATH", Path("artifacts/model.pt"), "the checkpoint to serve")
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES", 1 << 20, "a larger request body gets 413 before it is read", 1024
+    )
+    body_timeout_s: int = setting(
+        "BODY_TIMEOUT_S", 5, "the request body must arrive within this; else 408 and close", 1
+    )
+    header_timeout_s: int = setting(
+        "HEADER_TIMEOUT_S", 5, "request line and headers must arrive within this; else closed", 1
+    )
+    max_connections: int = setting(
+        "MAX_CONNECTIONS", 0, "open connections per process; more are closed at once "
+        "(0: the open-file limit less a reserve)", 0,
+    )  # fmt: skip
+    max_concurrency: int = setting(
+        "MAX_CONCURRENCY", 64, "/predict requests in flight per process; one more gets 503", 1
+    )
+    max_batch_rows: int = setting(
+        "MAX_BATCH_ROWS", 256, "rows of concurrent requests in one forward pass (0: no batching)", 0
+    )
+    max_batch_wait_ms: int = setting(
+        "MAX_BATCH_WAIT_MS", 2, "how long a batch waits for rows still on their way", 0
+    )
+    torch_threads: int = setting(
+        "TORCH_NUM_THREADS", 0, "torch threads per process (0: this process's share of the CPUs)", 0
+    )
+    workers: int = setting("WEB_CONCURRENCY", 1, "server processes", 1)
+    require_gpu: bool = setting(
+        "REQUIRE_GPU", False, "1: never ready without a usable CUDA device (no CPU fallback)"
+    )
+    log_format: str = setting("LOG_FORMAT", "text", "text or json (one object a line)")
+    log_level: str = setting("LOG_LEVEL", "INFO", ", ".join(LOG_LEVELS))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        log_format = env.get("LOG_FORMAT", "text").lower()
-        if log_format not in ("text", "json"):
-            raise SettingsError(f"LOG_FORMAT={log_format!r}: use text or json")
-        return cls(
-            model_path=Path(env.get("MODEL_PATH", str(cls.model_path))),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024),
-            max_concurrency=_int(env, "MAX_CONCURRENCY", cls.max_concurrency, 1),
-            max_batch_rows=_int(env, "MAX_BATCH_ROWS", cls.max_batch_rows, 0),
-            max_batch_wait_ms=_int(env, "MAX_BATCH_WAIT_MS", cls.max_batch_wait_ms, 0),
-            torch_threads=_int(env, "TORCH_NUM_THREADS", cls.torch_threads, 0),
-            workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1),
-            log_format=log_format,
-        )
+        values = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name in env:
+                values[f.name] = parse(name, env[name], f.default, f.metadata["minimum"])
+        return cls(**values).checked()
+
+    def checked(self) -> Settings:
+        log_format, log_level = self.log_format.lower(), self.log_level.upper()
+        if log_format not in LOG_FORMATS:
+            raise SettingsError(f"LOG_FORMAT={self.log_format!r}: use {' or '.join(LOG_FORMATS)}")
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        return replace(self, log_format=log_format, log_level=log_level)
 
     def intra_op_threads(self) -> int:
         """torch threads per process: set, or the CPUs this process may use shared among the
@@ -57,3 +82,30 @@ class Settings:
             return self.torch_threads
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return max(1, (cpus or 1) // self.workers)
+
+
+def parse(name: str, raw: str, default, minimum: int | None):
+    """One variable's text as the type of its default; SettingsError names it when it is not."""
+    if isinstance(default, bool):
+        if raw.strip().lower() not in ("0", "1", "true", "false", "yes", "no"):
+            raise SettingsError(f"{name}={raw!r}: use 1 or 0")
+        return raw.strip().lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name}={value} must be at least {minimum}")
+        return value
+    return type(default)(raw)
+
+
+def describe() -> str:
+    """Every setting: variable, default and meaning, for `serve --help`."""
+    lines = ["settings (environment variables):"]
+    for f in fields(Settings):
+        default = f.default
+        shown = int(default) if isinstance(default, bool) else default
+        lines.append(f"  {f.metadata['env']:<18} {f.metadata['help']} (default: {shown})")
+    return "\n".join(lines)

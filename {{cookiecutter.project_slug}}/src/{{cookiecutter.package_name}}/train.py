@@ -6,6 +6,8 @@ import argparse
 import logging
 import math
 import os
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset, random_spli
 
 from . import distributed
 from .data import make_blobs
-from .model import Classifier, ModelConfig, read_checkpoint, save_checkpoint
+from .model import CheckpointError, Classifier, ModelConfig, read_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ MIN_SAMPLES = 10  # a fifth is held out for validation; the rest must make at le
 
 
 class TrainingError(Exception):
-    """Training that cannot start or produced nothing; the message says why."""
+    """Training that cannot start, diverged or produced nothing; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True  # bf16 autocast where the CUDA device supports it
     clip_grad_norm: float = 1.0  # 0 turns clipping off
+    log_interval_s: float = 30.0  # progress lines this often when stderr is not a terminal
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def train(
     output: Path = DEFAULT_OUTPUT, config: TrainConfig | None = None, *, resume: bool = False
 ) -> TrainResult:
     """Train, writing a checkpoint after every epoch; with `resume`, continue from the
-    checkpoint at `output`. A run that trains no step never replaces a checkpoint.
+    checkpoint at `output`. A run that trains no step, or whose loss stops being finite, never
+    replaces a checkpoint.
 
     Under torchrun every process trains a DistributedDataParallel replica on its share of the
     data; validation is reduced over all of them; only rank 0 logs and writes checkpoints."""
@@ -106,10 +110,68 @@ def train(
         config.device == "auto" and torch.cuda.is_available()
     )
     group = distributed.join(use_cuda=wants_cuda and torch.cuda.is_available())
+    finished = False
     try:
-        return _train(output, config, resume, group)
+        if group.is_main:
+            check_writable(output)
+        result = _train(output, config, resume, group)
+        finished = True
+        return result
     finally:
-        distributed.leave(group)
+        distributed.leave(group, finished)
+
+
+def check_writable(output: Path) -> None:
+    """Fail before the first step, not after an epoch, when the checkpoint cannot be written."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as error:
+        raise TrainingError(
+            f"cannot write to {output.parent}: {error.strerror or error}; choose another --output"
+        ) from None
+
+
+class Progress:
+    """Progress within an epoch: a bar at a terminal, a line every `interval_s` otherwise."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, interval_s: float, show: bool) -> None:
+        self.epoch, self.epochs, self.steps, self.interval_s = epoch, epochs, steps, interval_s
+        self.show, self.done, self.last = show, 0, time.monotonic()
+        self.bar = None
+        if show and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, unit="step")
+
+    def step(self, loss: float) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update()
+        elif self.show and time.monotonic() - self.last >= self.interval_s:
+            self.last = time.monotonic()
+            log.info("epoch %d/%d  step %d/%d  loss %.4f", self.epoch, self.epochs, self.done,
+                     self.steps, loss)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class EpochLoss:
+    """The mean training loss of an epoch, over every step of every process."""
+
+    def __init__(self) -> None:
+        self.total, self.steps = 0.0, 0
+
+    def add(self, loss: float) -> None:
+        self.total, self.steps = self.total + loss, self.steps + 1
+
+    def mean(self, group: distributed.Group, device: torch.device) -> float:
+        total, steps = group.sum([self.total, self.steps], device)
+        return total / steps if steps else math.nan
 
 
 def _train(
@@ -118,13 +180,7 @@ def _train(
     info = log.info if group.is_main else (lambda *args: None)
     torch.manual_seed(config.seed)
     dev = pick_device(config.device, group.local_rank)
-    dataset = make_blobs(n_samples=config.samples, seed=config.seed)
-    n_val = max(1, len(dataset) // 5)
-    train_set, val_set = random_split(
-        dataset,
-        [len(dataset) - n_val, n_val],
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    train_set, val_set = split(config)
     sampler = None
     if group.distributed:  # each rank a different, equally long share of every epoch
         sampler = DistributedSampler(
@@ -138,21 +194,19 @@ def _train(
     val_loader = DataLoader(val_set, batch_size=512, **loader_args)
 
     net = Classifier(ModelConfig()).to(dev)
-    step, first_epoch = 0, 1
-    state = None
-    if resume:  # every rank reads the checkpoint rank 0 wrote
-        state = read_checkpoint(output, dev)
-        if not state["training_state"]:
-            raise TrainingError(f"--resume: {output} holds no training state to resume from")
+    state = read_checkpoint(output, dev) if resume else None  # every rank reads rank 0's
+    if state and not state["training_state"]:
+        raise TrainingError(f"--resume: {output} holds no training state to resume from")
+    if state:
         net.load_state_dict(state["state_dict"])
-        step = state["training_state"]["step"]
-        first_epoch = state["training_state"]["epoch"] + 1
+    step = state["training_state"]["step"] if state else 0
+    first_epoch = state["training_state"]["epoch"] + 1 if state else 1
     model = net
     if group.distributed:
         model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     if state:
-        optimizer.load_state_dict(state["training_state"]["optimizer"])
+        resume_optimizer(optimizer, state, config.lr, info)
         info("resuming from %s at epoch %d, step %d", output, first_epoch, step)
     bf16 = config.bf16 and dev.type == "cuda" and torch.cuda.is_bf16_supported()
     loss_fn = nn.CrossEntropyLoss()
@@ -167,41 +221,60 @@ def _train(
         return correct / max(total, 1)
 
     def checkpoint(epoch: int, val_acc: float) -> None:
+        failure = None
         if group.is_main:
-            save_checkpoint(
-                net,
-                output,
-                train_args=asdict(config),
-                training_state={"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch},
-                val_accuracy=val_acc,
-                steps=step,
-                world_size=group.world_size,
-            )
-        group.barrier()  # no rank runs ahead of a checkpoint it may resume from
+            try:
+                save_checkpoint(
+                    net, output, train_args=asdict(config),
+                    training_state={"optimizer": optimizer.state_dict(), "step": step,
+                                    "epoch": epoch},
+                    val_accuracy=val_acc, steps=step, world_size=group.world_size,
+                )  # fmt: skip
+            except CheckpointError as error:
+                failure = str(error)
+        # Every rank learns whether rank 0 wrote it; none runs ahead of a checkpoint.
+        if group.any(failure is not None, dev):
+            raise TrainingError(failure or "rank 0 could not write the checkpoint")
 
-    start_step, loss_value, started = step, math.nan, time.perf_counter()
-    val_acc = math.nan
+    start_step, started = step, time.perf_counter()
+    val_acc = train_loss = math.nan
+    stop = False
     for epoch in range(first_epoch, config.epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)  # a different shuffle each epoch, the same on every rank
+        progress = Progress(epoch, config.epochs, len(train_loader), config.log_interval_s,
+                            group.is_main)  # fmt: skip
+        epoch_loss = EpochLoss()
         for features, labels in train_loader:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = loss_fn(model(features.to(dev)), labels.to(dev))
+            loss_value = loss.item()
+            if group.any(not math.isfinite(loss_value), dev):
+                progress.close()
+                raise TrainingError(
+                    f"training diverged: the loss is not finite at epoch {epoch}, step {step + 1}"
+                    f" (--lr {config.lr:g}, --clip-grad-norm {config.clip_grad_norm:g}); "
+                    f"{output} was not replaced. Lower --lr"
+                )
             loss.backward()
             if config.clip_grad_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
-            step, loss_value = step + 1, loss.item()
+            step += 1
+            epoch_loss.add(loss_value)
+            progress.step(loss_value)
             if config.max_steps is not None and step >= config.max_steps:
+                stop = True
                 break
-        val_acc = validate()
+        progress.close()
+        train_loss, val_acc = epoch_loss.mean(group, dev), validate()
         info(
-            "epoch %d/%d  step %d  loss %.4f  val_acc %.3f  (%.1fs)",
-            epoch, config.epochs, step, loss_value, val_acc, time.perf_counter() - started,
+            "epoch %d/%d  step %d  loss %.4f (epoch mean)  val_acc %.3f  (%.1fs)",
+            epoch, config.epochs, step, train_loss, val_acc, time.perf_counter() - started,
         )  # fmt: skip
         checkpoint(epoch, val_acc)  # periodic: a stopped run resumes from the last epoch
-        if config.max_steps is not None and step >= config.max_steps:
+        if stop:
             break
     if step == start_step:
         resumed = f", resumed at epoch {first_epoch}" if resume else ""
@@ -211,7 +284,25 @@ def _train(
         )
     steps = group.gather(step - start_step, dev)
     info("wrote %s (val_acc %.3f); steps per process: %s", output, val_acc, steps)
-    return TrainResult(output, step, loss_value, val_acc, group.world_size)
+    return TrainResult(output, step, train_loss, val_acc, group.world_size)
+
+
+def split(config: TrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """The training and validation sets: a fifth held out, the same split on every rank."""
+    dataset = make_blobs(n_samples=config.samples, seed=config.seed)
+    n_val = max(1, len(dataset) // 5)
+    generator = torch.Generator().manual_seed(config.seed)
+    return tuple(random_split(dataset, [len(dataset) - n_val, n_val], generator=generator))
+
+
+def resume_optimizer(optimizer: torch.optim.Optimizer, state: dict, lr: float, info) -> None:
+    """The checkpoint's optimizer state, with this run's learning rate."""
+    optimizer.load_state_dict(state["training_state"]["optimizer"])
+    saved = optimizer.param_groups[0]["lr"]
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
+    if saved != lr:
+        info("learning rate %g (the checkpoint was trained with %g)", lr, saved)
 
 
 def positive_int(text: str) -> int:
@@ -250,31 +341,37 @@ def samples(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="checkpoint path")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
-    parser.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
-    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=positive_float, default=defaults.lr)
-    parser.add_argument("--samples", type=samples, default=defaults.samples)
-    parser.add_argument(
-        "--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the checkpoint at --output"
-    )
-    parser.add_argument(
+    d = TrainConfig()
+    arg = parser.add_argument
+    arg("--output", type=Path, default=DEFAULT_OUTPUT, help="checkpoint path (MODEL_PATH)")
+    arg("--epochs", type=positive_int, default=d.epochs, help="passes over the training data")
+    arg("--max-steps", type=positive_int, help="stop after this many steps (default: no limit)")
+    arg("--batch-size", type=positive_int, default=d.batch_size, help="rows per step and process")
+    arg("--lr", type=positive_float, default=d.lr, help="learning rate (applies on --resume)")
+    arg("--samples", type=samples, default=d.samples, help="synthetic rows, a fifth held out")
+    arg("--num-workers", type=non_negative_int, default=d.num_workers, help="DataLoader workers")
+    arg("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    arg("--seed", type=int, default=d.seed, help="seed of the data, the split and the weights")
+    arg("--resume", action="store_true", help="continue from the checkpoint at --output")
+    arg(
         "--bf16",
         action=argparse.BooleanOptionalAction,
-        default=defaults.bf16,
+        default=d.bf16,
         help="bf16 autocast on CUDA devices that support it",
     )
-    parser.add_argument(
-        "--clip-grad-norm", type=non_negative_float, default=defaults.clip_grad_norm,
+    arg(
+        "--clip-grad-norm",
+        type=non_negative_float,
+        default=d.clip_grad_norm,
         help="clip the gradient norm to this (0: no clipping)",
-    )  # fmt: skip
+    )
+    arg(
+        "--log-interval",
+        type=non_negative_float,
+        default=d.log_interval_s,
+        dest="log_interval_s",
+        help="seconds between progress lines when stderr is not a terminal",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,6 +386,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         bf16=args.bf16,
         clip_grad_norm=args.clip_grad_norm,
+        log_interval_s=args.log_interval_s,
     )
     train(args.output, config, resume=args.resume)
     return 0

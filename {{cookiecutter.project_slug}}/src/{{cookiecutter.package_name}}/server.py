@@ -1,0 +1,156 @@
+"""The HTTP server around the app: uvicorn, with the limits it lacks for slow and silent clients.
+
+uvicorn closes idle keep-alive connections, but not a connection that never finishes its request
+line and headers, and it accepts connections until the process runs out of file descriptors.
+GuardedH11Protocol (uvicorn's own h11 protocol, given to it as `http=`) adds both: the request
+head must arrive within HEADER_TIMEOUT_S, and past MAX_CONNECTIONS a new connection is closed at
+once. The request body's deadline is the app's (service.read_body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import resource
+import shutil
+import tempfile
+import time
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from . import logs
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+FD_RESERVE = 64  # descriptors kept for the model, logs, threads and the listening socket
+QUIET_S = 10.0  # at most one log line per this many seconds for each kind of refused connection
+
+
+class RateLimitedLog:
+    """Log a recurring event at most once per QUIET_S, with how often it happened meanwhile."""
+
+    def __init__(self, message: str) -> None:
+        self.message, self.count, self.last = message, 0, -QUIET_S
+
+    def __call__(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= QUIET_S:
+            log.warning("%s (%d times in the last %.0f s)", self.message, self.count, QUIET_S)
+            self.count, self.last = 0, now
+
+
+@functools.cache
+def limits() -> tuple[float, int]:
+    """This process's (header timeout, connection cap), from the environment: uvicorn's workers
+    are spawned processes that get the protocol class, not its settings."""
+    settings = Settings.from_env()
+    return float(settings.header_timeout_s), settings.max_connections or connection_budget()
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for the request head and a connection cap."""
+
+    over_capacity = RateLimitedLog("connection limit reached: new connections closed")
+    too_slow = RateLimitedLog("request head not received in time: connections closed")
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.header_timeout_s, max_connections = limits()
+        if len(self.connections) > max_connections:
+            self.over_capacity()
+            transport.abort()
+            return
+        self.arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self.arm_head_timer()  # bytes of a new request: its head has a deadline too
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a request's head arrived
+            self.disarm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm_head_timer()
+        super().connection_lost(exc)
+
+    def arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.header_timeout_s, self.head_too_slow)
+
+    def disarm_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def head_too_slow(self) -> None:
+        self.head_timer = None
+        if not self.transport.is_closing():
+            self.too_slow()
+            self.transport.abort()
+
+
+def connection_budget() -> int:
+    """Connections this process can hold: its open-file limit, raised to the hard limit (as Go
+    and nginx do), less a reserve, so that accept() never runs out of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - max(FD_RESERVE, soft // 8))
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio logs a traceback for every accept() that fails for lack of descriptors; log one
+    line per QUIET_S instead. Other loop errors keep the default handling."""
+    out_of_descriptors = RateLimitedLog("out of file descriptors: accept() paused")
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if "out of system resource" in context.get("message", ""):
+            out_of_descriptors()
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+def multiprocess_metrics(settings: Settings) -> None:
+    """With several workers, prometheus-client keeps the metrics of every process in files in
+    PROMETHEUS_MULTIPROC_DIR, so that each scrape adds them up. Made empty at start-up; the
+    workers inherit the variable."""
+    if settings.workers < 2:
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
+
+
+def run(host: str, port: int, settings: Settings) -> None:
+    import uvicorn
+
+    multiprocess_metrics(settings)
+    uvicorn.run(
+        "{{ cookiecutter.package_name }}.service:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.workers,
+        http=GuardedH11Protocol,
+        log_config=logs.config(settings.log_format, settings.log_level),
+        timeout_keep_alive=5,  # idle keep-alive connections close after 5 s
+        timeout_graceful_shutdown=30,  # on SIGTERM: stop accepting, finish in-flight requests
+        h11_max_incomplete_event_size=16 * 1024,  # request line and headers at most 16 KiB
+    )

@@ -1,0 +1,221 @@
+"""The service under slow, silent, vanishing and costly clients, several workers, and mistakes at
+start-up: each is a 4xx or a closed connection and a quiet log, never a 5xx, a traceback or a
+held slot."""
+
+import json
+import logging
+import re
+import resource
+import subprocess
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }} import gpu
+from {{ cookiecutter.package_name }}.gpu import cuda_problem
+from {{ cookiecutter.package_name }}.model import N_FEATURES
+from {{ cookiecutter.package_name }}.service import create_app
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from serving import (
+    closed_by_server,
+    command,
+    command_env,
+    get,
+    raw_connection,
+    start_server,
+    stop_server,
+)
+
+ROW = json.dumps({"features": [[0.5] * N_FEATURES]}).encode()
+
+
+def head(length: int, path: str = "/predict") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {length}\r\n\r\n"
+    ).encode()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value in Prometheus text, 0 when absent."""
+    sample = name + (
+        "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+    )
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_client_that_hangs_up_mid_body_is_a_quiet_log_line(live_server, caplog):
+    base = live_server()
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            with raw_connection(base) as sock:
+                sock.sendall(head(1000) + b'{"features": [[')
+                time.sleep(0.1)
+        time.sleep(0.3)
+    text = get(f"{base}/metrics")[2].decode()
+    assert metric(text, "http_requests_total", route="/predict", status="499") == 3
+    assert not re.search(r'status="5\d\d"', text)
+    assert "client closed the connection" in caplog.text
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_slow_body_gets_408_and_frees_its_slot(live_server, post):
+    base = live_server(max_concurrency=1, body_timeout_s=1)
+    with raw_connection(base) as slow:
+        slow.sendall(head(len(ROW)) + ROW[:5])  # and then nothing: it holds the one slot
+        assert post(f"{base}/predict", ROW)[0] == 503
+        started = time.monotonic()
+        reply = slow.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        assert b"connection: close" in reply.lower()
+        assert closed_by_server(slow, within_s=2)
+        assert time.monotonic() - started < 3
+    assert post(f"{base}/predict", ROW)[0] == 200
+
+
+def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
+    base = live_server(max_concurrency=2, body_timeout_s=2)
+    socks = [raw_connection(base) for _ in range(2)]
+    replies: dict[int, bytes] = {}
+    started = time.monotonic()
+    try:
+        for sock in socks:
+            sock.sendall(head(len(ROW)))
+            sock.settimeout(0.5)
+        while time.monotonic() - started < 6 and len(replies) < len(socks):
+            for i, sock in enumerate(socks):  # a byte a second each: never idle, never done
+                if i in replies:
+                    continue
+                try:
+                    sock.sendall(b" ")
+                    replies[i] = sock.recv(4096)
+                except TimeoutError:
+                    pass
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in socks:
+            sock.close()
+    assert [reply[:12] for reply in replies.values()] == [b"HTTP/1.1 408"] * 2
+    assert elapsed < 4
+    assert post(f"{base}/predict", ROW)[0] == 200
+
+
+def test_silent_connections_close_and_too_many_degrade_quietly(checkpoint):
+    def few_descriptors():  # the hard limit too, so that the server cannot raise it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    process, base = start_server(checkpoint, preexec_fn=few_descriptors, HEADER_TIMEOUT_S="2")
+    try:
+        silent, half = raw_connection(base), raw_connection(base)
+        half.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        with silent, half:
+            assert closed_by_server(silent, within_s=4) and closed_by_server(half, within_s=1)
+        socks = []
+        for _ in range(400):  # past the 256-descriptor limit: the excess is closed at once
+            socks.append(raw_connection(base))
+        time.sleep(3)  # the header deadline closes the silent ones
+        for sock in socks:
+            sock.close()
+        assert get(f"{base}/livez")[0] == 200
+        assert process.poll() is None
+    finally:
+        stderr = stop_server(process)
+    assert "Traceback" not in stderr
+    assert len(stderr.splitlines()) < 30, stderr[-3000:]
+    assert "connection limit reached" in stderr
+
+
+def test_several_workers_count_every_request(checkpoint):
+    process, base = start_server(checkpoint, WEB_CONCURRENCY="2")
+    try:
+        for _ in range(20):
+            assert get(f"{base}/livez")[0] == 200  # a new connection each: both workers answer
+        for _ in range(4):  # every scrape, whichever worker answers it, sees all twenty
+            text = get(f"{base}/metrics")[2].decode()
+            assert metric(text, "http_requests_total", route="/livez", status="200") == 20
+        assert text.count("model_info{") == 1
+    finally:
+        stderr = stop_server(process)
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("abc-123", True), ("4bf92f3577b34da6a3ce929d0e0e4736", True),
+     ("x] INFO forged line [y", False), ("caf\u00e9", False), ("a" * 129, False)],
+)  # fmt: skip
+def test_request_ids_are_kept_only_when_plain(client_app, given, kept):
+    answer = client_app.get("/livez", headers={"x-request-id": given.encode("latin-1")})
+    echoed = answer.headers["x-request-id"]
+    assert echoed == given if kept else re.fullmatch(r"[0-9a-f]{32}", echoed)
+
+
+@pytest.fixture(scope="module")
+def client_app(checkpoint):
+    with TestClient(create_app(checkpoint, device="cpu")) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["serve", "--port", "99999"], {}, "99999 is not a port number"),
+        (["serve", "--model", "nowhere.pt"], {}, "no checkpoint at nowhere.pt"),
+        (["serve"], {"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose': use one of"),
+        (["serve"], {"REQUIRE_GPU": "maybe"}, "REQUIRE_GPU='maybe'"),
+        (["train", "--epochs", "many"], {}, "--epochs"),
+        (["serve", "--no-such-flag"], {}, "unrecognized arguments"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(args, env, message):
+    done = subprocess.run(
+        command(*args), env=command_env(**env), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_help_names_every_setting_and_default():
+    serve = subprocess.run(command("serve", "--help"), env=command_env(), capture_output=True,
+                           text=True, timeout=60).stdout  # fmt: skip
+    for variable in ("MODEL_PATH", "BODY_TIMEOUT_S", "HEADER_TIMEOUT_S", "LOG_LEVEL", "--model"):
+        assert variable in serve
+    train = subprocess.run(command("train", "--help"), env=command_env(), capture_output=True,
+                           text=True, timeout=60).stdout  # fmt: skip
+    options = re.findall(r"^  (--[\w-]+)", train, re.MULTILINE)
+    assert {"--epochs", "--lr", "--batch-size", "--samples", "--seed"} <= set(options)
+    assert train.count("(default:") >= 10
+
+
+def test_log_level_is_honoured(checkpoint):
+    process, base = start_server(checkpoint, LOG_LEVEL="WARNING")
+    get(f"{base}/livez")
+    stderr = stop_server(process)
+    assert " INFO " not in stderr and "GET /livez" not in stderr
+
+
+def test_the_gpu_check_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(gpu, "MIN_DRIVER", "580.65.06")  # a CUDA 13 build's (CPU bakes: none)
+    assert "CPU-only build" in cuda_problem(None, None, False)
+    assert "no NVIDIA driver is visible" in cuda_problem("13.0", None, False)
+    assert "470.57.02 is older than 580.65.06" in cuda_problem("13.0", "470.57.02", True)
+    assert "CUDA is not usable" in cuda_problem("13.0", "580.95.05", False)
+    assert cuda_problem("13.0", "580.95.05", True) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_require_gpu_refuses_readiness_without_one(checkpoint):
+    settings = Settings(model_path=checkpoint, require_gpu=True)
+    with TestClient(create_app(checkpoint, settings=settings)) as client:  # no GPU here
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["detail"].startswith("REQUIRE_GPU=1 and no usable GPU: ")
+        assert client.get("/livez").status_code == 200
