@@ -1,14 +1,27 @@
+import errno
+import logging
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.__main__ import main
+from {{ cookiecutter.package_name }}.distributed import Group
 from {{ cookiecutter.package_name }}.model import (
     CHECKPOINT_FORMAT,
     CheckpointError,
+    Classifier,
+    ModelConfig,
     load_checkpoint,
     read_checkpoint,
+    save_checkpoint,
 )
-from {{ cookiecutter.package_name }}.train import TrainConfig, TrainingError, train
+from {{ cookiecutter.package_name }}.service import load_for_serving
+from {{ cookiecutter.package_name }}.train import EpochLoss, TrainConfig, TrainingError, train
+
+from serving import command, command_env
 
 
 def test_a_few_steps_write_a_loadable_checkpoint(tmp_path):
@@ -87,3 +100,130 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no CUDA device is available" in err and "Traceback" not in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def corrupt(path, **changes) -> None:
+    """Rewrite the checkpoint at `path` with these top-level changes (None: remove the key)."""
+    state = read_checkpoint(path)
+    for key, value in changes.items():
+        if value is None:
+            state.pop(key)
+        else:
+            state[key] = value(state[key]) if callable(value) else value
+    torch.save(state, path)
+
+
+def nan_weights(state_dict):
+    return {k: torch.full_like(v, float("nan")) for k, v in state_dict.items()}
+
+
+BAD_CHECKPOINTS = {
+    "garbage": ("cannot read checkpoint", None),
+    "no-config": ("has no model config or weights", {"config": None}),
+    "unknown-setting": ("does not know: colour", {"config": lambda c: {**c, "colour": "red"}}),
+    "weights-do-not-fit": ("weights do not fit", {"config": lambda c: {**c, "hidden": 8}}),
+    "other-width": ("takes rows of 7 features", "width"),
+    "non-finite": ("non-finite weights", {"state_dict": nan_weights}),
+}
+
+
+@pytest.mark.parametrize(("message", "change"), BAD_CHECKPOINTS.values(), ids=BAD_CHECKPOINTS)
+def test_every_unservable_checkpoint_is_refused_in_one_line(tmp_path, message, change):
+    path = tmp_path / "model.pt"
+    if change is None:
+        pickled_code = b"\x80\x02c__builtin__\neval\nq\x00X\x0b\x00\x00\x00print('hi')q\x01\x85R."
+        path.write_bytes(pickled_code)
+    elif change == "width":
+        save_checkpoint(Classifier(ModelConfig(n_features=7)), path)
+    else:
+        train(path, TrainConfig(max_steps=1, samples=100, device="cpu"))
+        corrupt(path, **change)
+    with pytest.raises(CheckpointError, match=message) as refused:
+        load_for_serving(path)
+    text = str(refused.value)
+    assert "\n" not in text and "weights_only=False" not in text
+
+
+def test_serve_names_a_garbage_checkpoint_in_one_line(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    done = subprocess.run(command("serve", "--model", str(path)), env=command_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"cannot read checkpoint {path}" in done.stderr and "weights_only" not in done.stderr
+
+
+def test_a_diverged_run_stops_and_never_replaces_a_good_checkpoint(tmp_path, capsys):
+    output = tmp_path / "model.pt"
+    train(output, TrainConfig(epochs=1, samples=200, device="cpu"))
+    good = output.read_bytes()
+    args = ["train", "--output", str(output), "--lr", "1e20", "--clip-grad-norm", "0",
+            "--epochs", "2", "--samples", "200", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "Traceback" not in err
+    assert output.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.parametrize("where", ["parent-is-a-file", "read-only"])
+def test_an_unwritable_output_fails_before_the_first_step(tmp_path, where, capsys):
+    if where == "parent-is-a-file":
+        (tmp_path / "file").write_text("")
+        output = tmp_path / "file" / "model.pt"
+    else:  # sysfs takes no new files, even from root
+        output = Path("/sys/model.pt")
+    started = time.monotonic()
+    assert main(["train", "--output", str(output), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write to {output.parent}" in err and len(err.strip().splitlines()) == 1
+    assert time.monotonic() - started < 5  # refused at once, not after an epoch
+
+
+def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_temporary_file(
+    tmp_path, monkeypatch, capsys
+):
+    output = tmp_path / "model.pt"
+    train(output, TrainConfig(max_steps=1, samples=100, device="cpu"))
+    before = output.read_bytes()
+
+    def disk_full(obj, path):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    assert main(["train", "--output", str(output), "--max-steps", "2", "--samples", "100",
+                 "--device", "cpu"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    (error,) = [line for line in err.splitlines() if "error:" in line]  # the rest is progress
+    assert error.endswith("No space left on device; the previous one was left as it was")
+    assert "Traceback" not in err
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_the_epoch_loss_is_the_mean_over_its_steps():
+    loss = EpochLoss()
+    for value in (3.0, 1.0, 2.0):
+        loss.add(value)
+    assert loss.mean(Group(), torch.device("cpu")) == 2.0
+
+
+def test_progress_lines_within_an_epoch(tmp_path, capsys):
+    args = ["train", "--output", str(tmp_path / "m.pt"), "--epochs", "1", "--samples", "200",
+            "--batch-size", "16", "--log-interval", "0", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "step 1/10" in err and "step 10/10" in err
+    assert "loss" in err and "(epoch mean)" in err
+
+
+def test_resume_applies_a_new_learning_rate(tmp_path, caplog):
+    output = tmp_path / "model.pt"
+    train(output, TrainConfig(epochs=1, samples=200, lr=1e-2, device="cpu"))
+    with caplog.at_level(logging.INFO):
+        train(output, TrainConfig(epochs=2, samples=200, lr=1e-4, device="cpu"), resume=True)
+    saved = read_checkpoint(output)
+    assert saved["train_args"]["lr"] == 1e-4
+    assert {g["lr"] for g in saved["training_state"]["optimizer"]["param_groups"]} == {1e-4}
+    assert "learning rate 0.0001 (the checkpoint was trained with 0.01)" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import sys
 from contextvars import ContextVar
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -19,6 +20,22 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record comes, not as it was at configuration (a test
+    runner or a caller may have replaced it since)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def config(log_format: str = "text", level: str = "INFO") -> dict:
     """A dictConfig for the root logger and uvicorn's loggers, access log included."""
     formatter = (
@@ -27,10 +44,9 @@ def config(log_format: str = "text", level: str = "INFO") -> dict:
         else {"format": TEXT}
     )
     handler = {
-        "class": "logging.StreamHandler",
+        "class": f"{__name__}.StderrHandler",
         "formatter": "default",
         "filters": ["request_id"],
-        "stream": "ext://sys.stderr",
     }
     return {
         "version": 1,
