@@ -1,15 +1,27 @@
 """Jinja helpers for the template files: derived values come from torch_compat, not Jinja."""
 
+import logging
 from pathlib import Path
 
 from jinja2.ext import Extension
 
-from torch_compat import load
+from torch_compat import load, tools
 
 
 def torch_plan(cookiecutter):
     """The resolved torch build for these answers (pre_gen_project has already validated them)."""
     return load().plan(cookiecutter)
+
+
+class NoHookTraceback(logging.Filter):
+    """cookiecutter logs a refused answer (a pre_gen hook that exits 1 after printing its one-line
+    reason) with logger.exception, so a traceback of its own internals followed the reason
+    (cookiecutter/hooks.py, run_hook_from_repo_dir). Keep the line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "hook script didn't exit successfully" in record.getMessage():
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 class TorchPlanExtension(Extension):
@@ -18,3 +30,7 @@ class TorchPlanExtension(Extension):
         environment.filters["torch_plan"] = torch_plan
         # Absolute, unlike cookiecutter._repo_dir: the hooks run from the project folder.
         environment.globals["template_root"] = str(Path(__file__).resolve().parent)
+        environment.globals["tools"] = tools.pins()  # {{ tools.poetry }}, {{ tools.uv }}, ...
+        hooks_log = logging.getLogger("cookiecutter.hooks")
+        if not any(isinstance(f, NoHookTraceback) for f in hooks_log.filters):
+            hooks_log.addFilter(NoHookTraceback())

@@ -41,7 +41,7 @@ from template_testing.images import (
     venv_bytes,
 )
 from template_testing.network import ca_bundle, this_host
-from torch_compat import load
+from torch_compat import load, tools
 
 TARGETS = {
     "runtime_vs_floor": 1.03,  # runtime size / (base + venv) at most
@@ -148,8 +148,10 @@ def run(host: ImageHost, smoke: bool) -> dict:
 
         naive = ROOT / "benchmarks" / "naive.Dockerfile"
         results["naive_build_s"], _ = timed(
-            project.docker_build, "-f", str(naive), "-t", "bench-naive"
-        )
+            project.docker_build, "-f", str(naive), "-t", "bench-naive",
+            f"--build-arg=POETRY_VERSION={tools.pins()['poetry']}",
+            f"--build-arg=PACKAGE={project.package}",
+        )  # fmt: skip
         results["naive_bytes"] = image_size("bench-naive")
 
         # Source-only change: one line in the model module.
@@ -214,7 +216,7 @@ def installers(project) -> dict:
             files += ["-r", str(path)]
         indexes = [
             "--index-url",
-            "https://pypi.org/simple/",
+            project.plan.package_index,
             "--extra-index-url",
             project.plan.index_url,
         ]

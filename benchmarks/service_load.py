@@ -45,9 +45,9 @@ TARGETS = {
 class Server:
     """The runtime image serving a freshly trained checkpoint on 127.0.0.1."""
 
-    def __init__(self, image: str, volume: str, **env: str) -> None:
+    def __init__(self, image: str, volume: str, *docker_args: str, **env: str) -> None:
         self.port = free_port()
-        args = [f"--env={k}={v}" for k, v in env.items()]
+        args = [*docker_args, *(f"--env={k}={v}" for k, v in env.items())]
         self.container = sh(
             docker(), "run", "-d", "-p", f"127.0.0.1:{self.port}:8000",
             "-v", f"{volume}:/app/artifacts:ro", *args, image,

@@ -19,7 +19,8 @@ ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 VERSION = re.compile(r"^\d+(\.\d+){1,2}([ab]|rc)?\d*$")
-URL = re.compile(r"^https?://\S+$")
+# Quoted into TOML, YAML and compose's ${VAR:-default}: no spaces, quotes, '$' or braces.
+URL = re.compile(r"^https?://[^\s\"'${}\\]+$")
 YES_NO = ("yes", "no")
 
 

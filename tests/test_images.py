@@ -9,6 +9,7 @@ the reason, and the summary's "image builds" section lists what was built and wh
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -19,7 +20,7 @@ import uuid
 import pytest
 from combinations import BUILDS, build_id, with_defaults
 
-from template_testing.commands import sh
+from template_testing.commands import TEMPLATE, sh, tool
 from template_testing.engine import docker, ensure_space, remove_images
 from template_testing.images import (
     TRITON_VENDORED_CUPTI,
@@ -77,6 +78,28 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_project_tests_pass_in_the_test_stage(project, venv="slim-venv")
     finally:
         remove_images(*images, f"{project.path.name}:latest")
+
+
+def test_compose_builds_from_the_mirror_answers(host, tmp_path):
+    """`docker compose config` of a project generated with mirrors, no index variable set: the
+    build arguments are the answers."""
+    mirrors = {
+        "torch_index_url": "https://mirror.example.com/pytorch/whl",
+        "package_index_url": "https://mirror.example.com/pypi/simple/",
+    }
+    args = [f"{key}={value}" for key, value in mirrors.items()]
+    sh(tool("cookiecutter"), "--no-input", "-o", str(tmp_path), str(TEMPLATE), *args)
+    (project,) = tmp_path.iterdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PACKAGE_INDEX_URL", "TORCH_INDEX_URL")}
+    done = subprocess.run(
+        [docker(), "compose", "config", "--format", "json"], cwd=project, env=env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    build = json.loads(done.stdout)["services"]["train"]["build"]
+    assert build["args"] == {
+        "PACKAGE_INDEX_URL": mirrors["package_index_url"],
+        "TORCH_INDEX_URL": mirrors["torch_index_url"],
+    }
 
 
 def docker_run(image: str, *args: str, entrypoint: str | None = None, volume: str | None = None):

@@ -32,7 +32,9 @@ def test_refused_with_nothing_left_behind(tmp_path: Path, answers, message):
     assert done.returncode != 0, output
     assert message in output, output
     if "but the choices are" not in output:  # else cookiecutter's own check of choice values
-        # Our hook's one message, not a crash of the hook itself (cookiecutter adds its own trace).
-        assert output.count("\nERROR: ") == 1 and "Nothing was generated." in output, output
+        # Our hook's one message, not a crash of the hook itself, and no traceback of
+        # cookiecutter's (local_extensions.NoHookTraceback).
+        assert output.count("ERROR: ") == 2 and "Nothing was generated." in output, output
+        assert "Traceback" not in output, output
         assert "pre_gen_project.py" not in output and "torch_compat" not in output, output
     assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,8 @@
 """The template's own GitHub workflow: lint-clean, hardened, and building exactly BUILDS."""
 
+import json
 import re
+import sys
 
 import pytest
 import yaml
@@ -34,10 +36,13 @@ def test_every_action_is_pinned_to_a_commit_with_its_version(workflow):
 
 
 def test_one_image_job_per_build():
+    """The image matrix is what tests/combinations.py prints: BUILDS, never a copy of it."""
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    assert workflow["jobs"]["images"]["strategy"]["matrix"]["build"] == [
-        build_id(b) for b in BUILDS
-    ]
+    matrix = workflow["jobs"]["images"]["strategy"]["matrix"]["build"]
+    assert matrix == "${{ fromJSON(needs.builds.outputs.ids) }}"
+    assert "python tests/combinations.py" in workflow["jobs"]["builds"]["steps"][-1]["run"]
+    printed = sh(sys.executable, str(TEMPLATE / "tests" / "combinations.py"))
+    assert json.loads(printed) == [build_id(b) for b in BUILDS]
 
 
 def test_least_privilege_and_no_persisted_credentials():

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA_FILE = Path(__file__).with_name("releases.json")
+ANSWERS_FILE = Path(__file__).resolve().parents[1] / "cookiecutter.json"
 AUTO_CUDA = "auto"
-DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl"  # cookiecutter.json's default
+PYPI_SIMPLE = "https://pypi.org/simple/"  # what an empty package_index_url answer means
+
+
+def default_answer(key: str) -> str:
+    """cookiecutter.json's default for a text answer."""
+    return json.loads(ANSWERS_FILE.read_text(encoding="utf-8"))[key]
 
 
 class CompatError(ValueError):
@@ -43,6 +49,7 @@ class TorchPlan:
     cuda: str | None
     index_suffix: str
     index_base: str  # the torch index without the build: https://download.pytorch.org/whl
+    package_index: str  # the simple index for every other package: the answer, or PyPI
     min_linux_driver: str | None
     debian_release: str
 
@@ -102,7 +109,7 @@ class Compat:
         torch_version, python_version = answers["torch_version"], answers["python_version"]
         accelerator = answers["accelerator"]
         cuda_version = answers.get("cuda_version", AUTO_CUDA)
-        torch_index_url = answers.get("torch_index_url", DEFAULT_TORCH_INDEX)
+        torch_index_url = answers.get("torch_index_url", default_answer("torch_index_url"))
         with_torchvision = answers.get("include_torchvision") == "yes"
         with_torchaudio = answers.get("include_torchaudio") == "yes"
         release = self.release(torch_version)
@@ -143,7 +150,7 @@ class Compat:
                 )
         if not torch_index_url.strip():
             raise CompatError(
-                "torch_index_url is empty; the default is https://download.pytorch.org/whl"
+                f"torch_index_url is empty; the default is {default_answer('torch_index_url')}"
             )
         return TorchPlan(
             torch=release.version,
@@ -154,6 +161,7 @@ class Compat:
             cuda=cuda,
             index_suffix=suffix,
             index_base=torch_index_url.rstrip("/"),
+            package_index=answers.get("package_index_url") or PYPI_SIMPLE,
             min_linux_driver=driver,
             debian_release=self.raw["python"][python_version]["debian_release"],
         )
