@@ -75,8 +75,8 @@ def test_a_slow_body_gets_408_and_frees_its_slot(live_server, post):
         reply = slow.recv(4096)
         assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
         assert b"connection: close" in reply.lower()
-        assert closed_by_server(slow, within_s=2)
-        assert time.monotonic() - started < 3
+        assert closed_by_server(slow, within_s=5)
+        assert time.monotonic() - started < 6  # 1 s deadline; its body would take for ever
     assert post(f"{base}/predict", ROW)[0] == 200
 
 
@@ -89,7 +89,7 @@ def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
         for sock in socks:
             sock.sendall(head(len(ROW)))
             sock.settimeout(0.5)
-        while time.monotonic() - started < 6 and len(replies) < len(socks):
+        while time.monotonic() - started < 15 and len(replies) < len(socks):
             for i, sock in enumerate(socks):  # a byte a second each: never idle, never done
                 if i in replies:
                     continue
@@ -103,7 +103,7 @@ def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
         for sock in socks:
             sock.close()
     assert [reply[:12] for reply in replies.values()] == [b"HTTP/1.1 408"] * 2
-    assert elapsed < 4
+    assert elapsed < 10  # a 2 s deadline; at a byte a second the body would take 40 s
     assert post(f"{base}/predict", ROW)[0] == 200
 
 

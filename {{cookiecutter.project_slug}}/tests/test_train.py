@@ -1,7 +1,6 @@
 import errno
 import logging
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -173,11 +172,10 @@ def test_an_unwritable_output_fails_before_the_first_step(tmp_path, where, capsy
         output = tmp_path / "file" / "model.pt"
     else:  # sysfs takes no new files, even from root
         output = Path("/sys/model.pt")
-    started = time.monotonic()
     assert main(["train", "--output", str(output), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
+    # The one line is all: refused before training began (it logs from its first step on).
     assert f"cannot write to {output.parent}" in err and len(err.strip().splitlines()) == 1
-    assert time.monotonic() - started < 5  # refused at once, not after an epoch
 
 
 def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_temporary_file(

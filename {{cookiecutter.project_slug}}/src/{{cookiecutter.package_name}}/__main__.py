@@ -71,26 +71,35 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
-    from . import train
+    from . import distributed, train
     from .model import CheckpointError
 
     # Expected failures end in one line on stderr and a non-zero status, never a traceback.
     try:
-        settings = Settings.from_env()
-        logs.configure(settings.log_format, settings.log_level)
-        if args.command == "train":
-            return train.run(args)
-        if args.model:  # the workers read it from the environment too
-            os.environ["MODEL_PATH"] = str(args.model)
-            settings = Settings.from_env()
-        from .service import serve
-
-        serve(args.host, args.port, settings)
+        status = run(args)
     except (CheckpointError, SettingsError, train.TrainingError) as error:
         print(f"{cli.prog} {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        status = 1
     except KeyboardInterrupt:
-        return 130
+        status = 130
+    if args.command == "train" and distributed.launched():
+        distributed.exit_worker(status)
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import train
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, settings.log_level)
+    if args.command == "train":
+        return train.run(args)
+    if args.model:  # the workers read it from the environment too
+        os.environ["MODEL_PATH"] = str(args.model)
+        settings = Settings.from_env()
+    from .service import serve
+
+    serve(args.host, args.port, settings)
     return 0
 
 
