@@ -75,9 +75,9 @@ class Server:
         sh(docker(), "rm", "-f", self.container)
 
 
-def load_run(port: int, rows: int, clients: int, seconds: float) -> dict:
-    """`clients` keep-alive connections posting `rows`-row requests for `seconds`."""
-    body = json.dumps({"features": [[0.5, -1.2, 3.3, 0.1]] * rows})
+def load_run(port: int, row: list[float], rows: int, clients: int, seconds: float) -> dict:
+    """`clients` keep-alive connections posting `rows` copies of `row` for `seconds`."""
+    body = json.dumps({"features": [row] * rows})
     latencies: list[float] = []
     errors = {"5xx": 0, "other": 0}
     stop = time.perf_counter() + seconds
@@ -173,6 +173,7 @@ def measure(smoke: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         project = host.bake(Path(tmp), plan, **answers)
         image = project.build("runtime", "bench-service")
+        row = project.class_centers(image)[0]  # the model's width, from the model
     try:
         train_into(image, volume, "--epochs", "3")
         for batching, env in (("on", {}), ("off", {"MAX_BATCH_ROWS": "0"})):
@@ -180,7 +181,7 @@ def measure(smoke: bool) -> dict:
             try:
                 for rows in ROWS:
                     for clients in CLIENTS if not smoke else (1, 32):
-                        run = load_run(server.port, rows, clients, seconds)
+                        run = load_run(server.port, row, rows, clients, seconds)
                         results["runs"].append({"batching": batching, "rows": rows,
                                                 "clients": clients, **run})  # fmt: skip
                 if batching == "on":
