@@ -63,6 +63,7 @@ def test_image_builds_and_runs(host, build, tmp_path):
     try:
         image = project.build("runtime")
         check_torch_build(image, plan)
+        check_the_gpu_check_says_why_not(image, project)
         check_runs_as_non_root_with_a_healthcheck(image)
         check_training_writes_a_checkpoint(image)
         check_cuda_libraries(image, plan)
@@ -121,6 +122,14 @@ def check_torch_build(image: str, plan: TorchPlan) -> None:
     assert version == f"{plan.torch}+{plan.index_suffix}"
     assert cuda == plan.cuda
     assert {name: v.split("+")[0] for name, v in installed.items()} == plan.packages
+
+
+def check_the_gpu_check_says_why_not(image: str, project: BakedProject) -> None:
+    """No GPU here: a CUDA image names the missing driver (a CPU one its build) at start-up."""
+    probe = f"from {project.package}.gpu import Accelerator; print(Accelerator.detect().problem)"
+    problem = docker_run(image, "-c", probe, entrypoint="python")
+    expected = "no NVIDIA driver is visible" if project.plan.cuda else "CPU-only build"
+    assert expected in problem, problem
 
 
 def check_runs_as_non_root_with_a_healthcheck(image: str) -> None:
