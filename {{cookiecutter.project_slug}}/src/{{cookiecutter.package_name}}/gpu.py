@@ -6,6 +6,7 @@ serving on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ DRIVER_FILE = Path("/proc/driver/nvidia/version")
 def nvidia_driver() -> str | None:
     """The NVIDIA kernel driver's version, e.g. '580.65.06', or None where there is none: from
     NVML (which the NVIDIA Container Toolkit mounts), else from /proc."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # no library, or not NVML's
         nvml = ctypes.CDLL("libnvidia-ml.so.1")
         if nvml.nvmlInit_v2() == 0:
             buffer = ctypes.create_string_buffer(96)
@@ -29,8 +30,6 @@ def nvidia_driver() -> str | None:
             nvml.nvmlShutdown()
             if found:
                 return buffer.value.decode()
-    except (OSError, AttributeError):
-        pass
     try:
         found = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", DRIVER_FILE.read_text())
     except OSError:

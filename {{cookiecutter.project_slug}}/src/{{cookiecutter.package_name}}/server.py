@@ -10,6 +10,7 @@ once. The request body's deadline is the app's (service.read_body).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -100,11 +101,9 @@ def connection_budget() -> int:
     and nginx do), less a reserve, so that accept() never runs out of descriptors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft one
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
-        except (ValueError, OSError):
-            pass
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
     return max(16, soft - max(FD_RESERVE, soft // 8))
