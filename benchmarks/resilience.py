@@ -25,18 +25,15 @@ import platform
 import resource
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.service_load import Server
-from template_testing.commands import TEMPLATE, sh
-from template_testing.engine import docker, remove_images
-from template_testing.images import ImageHost, train_into
-from torch_compat import load
+from benchmarks.service_load import Server, trained_cpu_service
+from template_testing.commands import TEMPLATE
+from template_testing.engine import docker
 
 MAX_BODY = 1 << 20
 TARGETS = {"livez_p99_ms": 3000, "longest_outage_s": 10, "rss_peak_mb": 1000}
@@ -193,20 +190,8 @@ def attack(image: str, volume: str, row: list[float], run: Callable[[int], None]
 
 
 def measure(seconds: float) -> dict:
-    host = ImageHost.start()
-    answers = {"project_name": "Bench Resilience", "python_version": "3.11",
-               "torch_version": "2.13.0", "accelerator": "cpu"}  # fmt: skip
-    plan = load().plan(answers)
-    if reason := host.cannot_build(plan):
-        raise SystemExit(f"resilience benchmark: cannot build the CPU image here: {reason}")
-    volume = "bench-resilience-artifacts"
-    results: dict = {"network": host.network.describe()}
-    with tempfile.TemporaryDirectory() as tmp:
-        project = host.bake(Path(tmp), plan, **answers)
-        image = project.build("runtime", "bench-resilience")
-        row = project.class_centers(image)[0]
-    try:
-        train_into(image, volume, "--epochs", "3")
+    with trained_cpu_service("Resilience") as (image, volume, row, network):
+        results: dict = {"network": network}
         results["slow bodies (80 clients, a byte a second)"] = attack(
             image, volume, row, lambda port: trickle(port, 80, seconds)
         )
@@ -218,10 +203,6 @@ def measure(seconds: float) -> dict:
             image, volume, row, lambda port: silent(port, 1100, seconds),
             "--ulimit", "nofile=1024:1024",
         )  # fmt: skip
-    finally:
-        sh(docker(), "volume", "rm", "-f", volume)
-        remove_images(image)
-        host.stop()
     return results
 
 

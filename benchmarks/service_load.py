@@ -13,6 +13,7 @@ server, so the numbers are what one machine does to itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -22,6 +23,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -160,22 +162,34 @@ def refuse_100_mb(server: Server) -> tuple[float, float]:
     return elapsed * 1e3, (server.rss_kb() - before) / 1024
 
 
-def measure(smoke: bool) -> dict:
+@contextlib.contextmanager
+def trained_cpu_service(name: str) -> Iterator[tuple[str, str, list[float], str]]:
+    """The CPU runtime image of a fresh bake with a trained checkpoint in a volume: (image,
+    volume, a row the model takes, this host's network in words); removed afterwards."""
     host = ImageHost.start()
-    answers = {"project_name": "Bench Service", "python_version": "3.11",
+    answers = {"project_name": f"Bench {name}", "python_version": "3.11",
                "torch_version": "2.13.0", "accelerator": "cpu"}  # fmt: skip
     plan = load().plan(answers)
     if reason := host.cannot_build(plan):
-        raise SystemExit(f"service benchmark: cannot build the CPU image here: {reason}")
-    seconds = 1.0 if smoke else 5.0
-    results: dict = {"network": host.network.describe(), "runs": []}
-    volume = "bench-service-artifacts"
+        raise SystemExit(f"benchmark: cannot build the CPU image here: {reason}")
+    volume = f"bench-{name.lower()}-artifacts"
     with tempfile.TemporaryDirectory() as tmp:
         project = host.bake(Path(tmp), plan, **answers)
-        image = project.build("runtime", "bench-service")
+        image = project.build("runtime", f"bench-{name.lower()}")
         row = project.class_centers(image)[0]  # the model's width, from the model
     try:
         train_into(image, volume, "--epochs", "3")
+        yield image, volume, row, host.network.describe()
+    finally:
+        sh(docker(), "volume", "rm", "-f", volume)
+        remove_images(image)
+        host.stop()
+
+
+def measure(smoke: bool) -> dict:
+    seconds = 1.0 if smoke else 5.0
+    with trained_cpu_service("Service") as (image, volume, row, network):
+        results: dict = {"network": network, "runs": []}
         for batching, env in (("on", {}), ("off", {"MAX_BATCH_ROWS": "0"})):
             server = Server(image, volume, **env)
             try:
@@ -190,10 +204,6 @@ def measure(smoke: bool) -> dict:
                     results["still_ready"] = server.status("/readyz") == 200
             finally:
                 server.stop()
-    finally:
-        sh(docker(), "volume", "rm", "-f", volume)
-        remove_images(image)
-        host.stop()
     return results
 
 
