@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 # Routes are labelled by their path only when the app has it, so no client can grow the series.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
-MODEL_LABELS = ("checkpoint", "torch", "device", "cuda", "driver")
+MODEL_LABELS = ("checkpoint", "torch", "device", "cuda", "driver", "gpu")
 
 
 def multiprocess_dir() -> str | None:

@@ -28,6 +28,7 @@ import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -348,7 +349,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/predict",
