@@ -25,13 +25,14 @@ from template_testing.project_venv import TORCH, project_python
 
 TRAIN_ARGS = ["--samples", "100", "--batch-size", "20", "--epochs", "1", "--device", "cpu"]
 WHY = (
-    "Why it once failed: DistributedDataParallel keeps references to the process group that `de"
-    "stroy_process_group` cannot drop (after it, gloo's `gloo_tcp_loop` and two `pt_gloo_runloo"
-    "p` threads still run; constructing a DDP model alone adds 10 references to the group), and"
-    " finalizing the interpreter beside those threads aborted a rank (`terminate called without"
-    " an active exception`): with the group destroyed but the interpreter finalized, this loop "
-    "aborted in run 35, and a debugging loop in runs 4 and 29. A torchrun worker now flushes it"
-    "s logs and ends with `os._exit` once its work is written (`distributed.exit_worker`)."
+    "Why it once failed: DistributedDataParallel keeps references to the process group that "
+    "`destroy_process_group` cannot drop (after it, gloo's `gloo_tcp_loop` and two "
+    "`pt_gloo_runloop` threads still run; constructing a DDP model alone adds 10 references "
+    "to the group), and finalizing the interpreter beside those threads aborted a rank "
+    "(`terminate called without an active exception`): with the group destroyed but the "
+    "interpreter finalized, this loop aborted in run 35, and a debugging loop in runs 4 and "
+    "29. A torchrun worker now flushes its logs and ends with `os._exit` once its work is "
+    "written (`distributed.exit_worker`)."
 )
 ABORT_MARKS = ("terminate called", "exitcode: -6", "Signals.SIGABRT", "Fatal Python error")
 
