@@ -31,11 +31,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.service_load import Server, trained_cpu_service
+from benchmarks.service_load import MAX_BODY, Server, predict_head, trained_cpu_service
 from template_testing.commands import TEMPLATE
 from template_testing.engine import docker
 
-MAX_BODY = 1 << 20
 TARGETS = {"livez_p99_ms": 3000, "longest_outage_s": 10, "rss_peak_mb": 1000}
 
 
@@ -104,10 +103,7 @@ def trickle(port: int, clients: int, seconds: float) -> None:
     socks = []
     for _ in range(clients):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            + f"content-length: {MAX_BODY}\r\n\r\n".encode()
-        )
+        sock.sendall(predict_head(MAX_BODY))
         socks.append(sock)
     stop = time.monotonic() + seconds
     while time.monotonic() < stop and socks:

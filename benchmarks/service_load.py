@@ -77,6 +77,14 @@ class Server:
         sh(docker(), "rm", "-f", self.container)
 
 
+def predict_head(length: int) -> bytes:
+    """The request line and headers of a JSON POST /predict declaring `length` body bytes."""
+    return (
+        "POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {length}\r\n\r\n"
+    ).encode()
+
+
 def load_run(port: int, row: list[float], rows: int, clients: int, seconds: float) -> dict:
     """`clients` keep-alive connections posting `rows` copies of `row` for `seconds`."""
     body = json.dumps({"features": [row] * rows})
@@ -121,10 +129,7 @@ def livez_during_uploads(port: int, seconds: float) -> float:
     def upload() -> None:
         while time.perf_counter() < stop:
             with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-                sock.sendall(
-                    b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-                    + f"content-length: {MAX_BODY}\r\n\r\n".encode()
-                )
+                sock.sendall(predict_head(MAX_BODY))
                 for _ in range(16):  # 1 MiB in 16 pieces, over about 0.2 s
                     sock.sendall(b"[" * (MAX_BODY // 16))
                     time.sleep(0.0125)
@@ -152,10 +157,7 @@ def refuse_100_mb(server: Server) -> tuple[float, float]:
     before = server.rss_kb()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         started = time.perf_counter()
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            b"content-length: 100000000\r\n\r\n" + b" " * (1 << 20)
-        )
+        sock.sendall(predict_head(100_000_000) + b" " * (1 << 20))
         reply = sock.recv(4096)
         elapsed = time.perf_counter() - started
     assert reply.startswith(b"HTTP/1.1 413"), reply[:100]

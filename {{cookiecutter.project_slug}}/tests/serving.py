@@ -69,6 +69,14 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, byt
         return error.code, dict(error.headers), error.read()
 
 
+def predict_head(length: int) -> bytes:
+    """The request line and headers of a JSON POST /predict declaring `length` body bytes."""
+    return (
+        "POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {length}\r\n\r\n"
+    ).encode()
+
+
 def raw_connection(base: str) -> socket.socket:
     host, port = base.removeprefix("http://").split(":")
     return socket.create_connection((host, int(port)), timeout=10)

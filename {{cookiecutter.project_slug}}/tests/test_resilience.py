@@ -24,19 +24,13 @@ from serving import (
     command,
     command_env,
     get,
+    predict_head,
     raw_connection,
     start_server,
     stop_server,
 )
 
 ROW = json.dumps({"features": [[0.5] * N_FEATURES]}).encode()
-
-
-def head(length: int, path: str = "/predict") -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-        f"content-length: {length}\r\n\r\n"
-    ).encode()
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -55,7 +49,7 @@ def test_a_client_that_hangs_up_mid_body_is_a_quiet_log_line(live_server, caplog
     with caplog.at_level(logging.INFO):
         for _ in range(3):
             with raw_connection(base) as sock:
-                sock.sendall(head(1000) + b'{"features": [[')
+                sock.sendall(predict_head(1000) + b'{"features": [[')
                 time.sleep(0.1)
         time.sleep(0.3)
     text = get(f"{base}/metrics")[2].decode()
@@ -69,7 +63,7 @@ def test_a_client_that_hangs_up_mid_body_is_a_quiet_log_line(live_server, caplog
 def test_a_slow_body_gets_408_and_frees_its_slot(live_server, post):
     base = live_server(max_concurrency=1, body_timeout_s=1)
     with raw_connection(base) as slow:
-        slow.sendall(head(len(ROW)) + ROW[:5])  # and then nothing: it holds the one slot
+        slow.sendall(predict_head(len(ROW)) + ROW[:5])  # and then nothing: it holds the one slot
         assert post(f"{base}/predict", ROW)[0] == 503
         started = time.monotonic()
         reply = slow.recv(4096)
@@ -87,7 +81,7 @@ def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
     started = time.monotonic()
     try:
         for sock in socks:
-            sock.sendall(head(len(ROW)))
+            sock.sendall(predict_head(len(ROW)))
             sock.settimeout(0.5)
         while time.monotonic() - started < 15 and len(replies) < len(socks):
             for i, sock in enumerate(socks):  # a byte a second each: never idle, never done
@@ -107,7 +101,7 @@ def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
     assert post(f"{base}/predict", ROW)[0] == 200
 
 
-def test_silent_connections_close_and_too_many_degrade_quietly(checkpoint):
+def test_silent_connections_close_and_a_flood_never_exhausts_descriptors(checkpoint):
     def few_descriptors():  # the hard limit too, so that the server cannot raise it
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
@@ -117,9 +111,7 @@ def test_silent_connections_close_and_too_many_degrade_quietly(checkpoint):
         half.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         with silent, half:
             assert closed_by_server(silent, within_s=4) and closed_by_server(half, within_s=1)
-        socks = []
-        for _ in range(400):  # past the 256-descriptor limit: the excess is closed at once
-            socks.append(raw_connection(base))
+        socks = [raw_connection(base) for _ in range(400)]  # past the 256-descriptor limit
         time.sleep(3)  # the header deadline closes the silent ones
         for sock in socks:
             sock.close()
@@ -129,7 +121,21 @@ def test_silent_connections_close_and_too_many_degrade_quietly(checkpoint):
         stderr = stop_server(process)
     assert "Traceback" not in stderr
     assert len(stderr.splitlines()) < 30, stderr[-3000:]
-    assert "connection limit reached" in stderr
+    # Connections held and the accept backlog stay within the descriptors (server.limits()).
+    assert "out of file descriptors" not in stderr
+
+
+def test_connections_past_the_cap_are_closed_at_once(checkpoint):
+    process, base = start_server(checkpoint, HEADER_TIMEOUT_S="30", MAX_CONNECTIONS="5")
+    socks = [raw_connection(base) for _ in range(10)]
+    try:
+        closed = [closed_by_server(sock, within_s=1) for sock in socks]
+        assert closed.count(True) >= 5 and closed[:4] == [False] * 4  # the first ones are held
+    finally:
+        for sock in socks:
+            sock.close()
+        stderr = stop_server(process)
+    assert "connection limit reached" in stderr and "Traceback" not in stderr
 
 
 def test_several_workers_count_every_request(checkpoint):

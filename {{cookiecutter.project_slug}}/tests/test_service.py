@@ -17,6 +17,8 @@ from {{ cookiecutter.package_name }}.model import load_checkpoint
 from {{ cookiecutter.package_name }}.service import MAX_ERRORS, ErrorBody, create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from serving import predict_head
+
 
 @pytest.fixture(scope="module")
 def client(checkpoint):
@@ -145,10 +147,7 @@ def test_a_100_mb_upload_is_refused_in_milliseconds(live_server):
     url = urllib.parse.urlsplit(live_server())
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
         started = time.perf_counter()
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            b"content-length: 100000000\r\n\r\n" + b" " * 65536
-        )
+        sock.sendall(predict_head(100_000_000) + b" " * 65536)
         reply = sock.recv(4096)
         elapsed = time.perf_counter() - started
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
@@ -161,9 +160,7 @@ def test_livez_answers_during_a_maximum_size_upload(live_server):
     limit = Settings().max_body_bytes
     with socket.create_connection((url.hostname, url.port), timeout=10) as upload:
         upload.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            + f"content-length: {limit}\r\n\r\n".encode()
-            + b"[" * (limit // 2)
+            predict_head(limit) + b"[" * (limit // 2)
         )  # half the body sent; the server is waiting for the rest
         started = time.perf_counter()
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
@@ -179,11 +176,7 @@ def test_concurrency_limit_answers_503_with_retry_after(live_server, post):
     body = json.dumps({"features": [[0.0] * N_FEATURES]}).encode()
     with socket.create_connection((url.hostname, url.port), timeout=10) as slow:
         # A slow upload holds the one slot while its body trickles in.
-        slow.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-            + f"content-length: {len(body)}\r\n\r\n".encode()
-            + body[:5]
-        )
+        slow.sendall(predict_head(len(body)) + body[:5])
         time.sleep(0.2)
         status, headers, error = post(f"{base}/predict", body)
         slow.sendall(body[5:])

@@ -18,6 +18,7 @@ import resource
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -44,12 +45,24 @@ class RateLimitedLog:
             self.count, self.last = 0, now
 
 
+@dataclass(frozen=True)
+class Limits:
+    header_timeout_s: float
+    max_connections: int  # held at once; past it a new connection is closed at once
+    backlog: int  # connections the kernel queues, and asyncio accepts in one go
+
+
 @functools.cache
-def limits() -> tuple[float, int]:
-    """This process's (header timeout, connection cap), from the environment: uvicorn's workers
-    are spawned processes that get the protocol class, not its settings."""
+def limits() -> Limits:
+    """This process's limits, from the environment (uvicorn's workers are spawned processes that
+    get the protocol class, not its settings). asyncio accepts up to `backlog` connections before
+    the protocol sees any of them, so the connections held and the backlog together stay within
+    the descriptors this process has: accept() never runs out."""
     settings = Settings.from_env()
-    return float(settings.header_timeout_s), settings.max_connections or connection_budget()
+    budget = settings.max_connections or descriptor_budget()
+    backlog = max(16, min(2048, budget // 8))
+    held = settings.max_connections or budget - backlog
+    return Limits(float(settings.header_timeout_s), held, backlog)
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -61,8 +74,8 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.head_timer: asyncio.TimerHandle | None = None
-        self.header_timeout_s, max_connections = limits()
-        if len(self.connections) > max_connections:
+        self.header_timeout_s = limits().header_timeout_s
+        if len(self.connections) > limits().max_connections:
             self.over_capacity()
             transport.abort()
             return
@@ -96,9 +109,9 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
 
 
-def connection_budget() -> int:
-    """Connections this process can hold: its open-file limit, raised to the hard limit (as Go
-    and nginx do), less a reserve, so that accept() never runs out of descriptors."""
+def descriptor_budget() -> int:
+    """Descriptors this process can give connections: its open-file limit, raised to the hard
+    limit (as Go and nginx do), less a reserve for everything else."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft one
@@ -148,6 +161,7 @@ def run(host: str, port: int, settings: Settings) -> None:
         port=port,
         workers=settings.workers,
         http=GuardedH11Protocol,
+        backlog=limits().backlog,
         log_config=logs.config(settings.log_format, settings.log_level),
         timeout_keep_alive=5,  # idle keep-alive connections close after 5 s
         timeout_graceful_shutdown=30,  # on SIGTERM: stop accepting, finish in-flight requests
