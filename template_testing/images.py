@@ -82,7 +82,8 @@ class BakedProject:
         must be predicted as class i."""
         probe = (
             f"import json; from {self.package}.data import class_centers; "
-            "print(json.dumps(class_centers().tolist()))"
+            f"from {self.package}.model import N_CLASSES, N_FEATURES; "
+            "print(json.dumps(class_centers(N_CLASSES, N_FEATURES).tolist()))"
         )
         return json.loads(sh(docker(), "run", "--rm", "--entrypoint", "python", image, "-c", probe))
 

@@ -1,8 +1,10 @@
-"""Test helpers: the service as its container runs it, `python -m {{ cookiecutter.package_name }}
-serve`, in a child process on a free port of 127.0.0.1."""
+"""Test helpers: the model's inputs and answers (from model.py, so the tests hold for any model
+declared there), and the service as its container runs it, `python -m
+{{ cookiecutter.package_name }} serve`, in a child process on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +12,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import torch
+
+from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
+from {{ cookiecutter.package_name }}.model import MODEL
+from {{ cookiecutter.package_name }}.seam import Tensors
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -93,3 +101,63 @@ def closed_by_server(sock: socket.socket, within_s: float) -> bool:
     except ConnectionResetError:
         pass
     return True
+
+
+def random_inputs(rows: int, seed: int = 0) -> Tensors:
+    """`rows` rows of every input, random but valid (within each input's bound)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {}
+    for spec in MODEL.inputs:
+        shape = spec.example(rows).shape
+        if spec.floating:
+            scale = min(spec.bound or 10.0, 10.0)
+            values = (torch.rand(shape, generator=generator) * 2 - 1) * scale
+        else:
+            values = torch.randint(0, 2, shape, generator=generator)
+        inputs[spec.name] = values.to(spec.dtype)
+    return inputs
+
+
+def predict_json(inputs: Tensors) -> dict:
+    """A /predict body."""
+    return {name: tensor.tolist() for name, tensor in inputs.items()}
+
+
+def predict_bytes(rows: int = 1, seed: int = 0) -> bytes:
+    return json.dumps(predict_json(random_inputs(rows, seed))).encode()
+
+
+def expected_outputs(checkpoint: Path, inputs: Tensors) -> Tensors:
+    """What the checkpoint's model answers, computed here without the service."""
+    module, _, _ = load_checkpoint(checkpoint)
+    with torch.inference_mode():
+        return MODEL.predict(module, inputs)
+
+
+def assert_answers(answer: dict, expected: Tensors) -> None:
+    """A /predict answer holds the expected outputs (floats to float32 precision)."""
+    assert set(answer) == {spec.name for spec in MODEL.outputs}
+    for spec in MODEL.outputs:
+        got = torch.tensor(answer[spec.name], dtype=spec.dtype)
+        torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+
+
+def body_with_first_value(token: str) -> str:
+    """A one-row /predict body whose first value is `token`, as written (e.g. NaN, "1", true)."""
+    body = predict_json(random_inputs(1))
+    leaf = body[MODEL.inputs[0].name]
+    while isinstance(leaf[0], list):
+        leaf = leaf[0]
+    leaf[0] = "__VALUE__"
+    return json.dumps(body).replace('"__VALUE__"', token)
+
+
+def body_with_innermost_length(change: int) -> str:
+    """A one-row /predict body whose first innermost list is `change` values longer."""
+    body = predict_json(random_inputs(1))
+    leaf = body[MODEL.inputs[0].name]
+    while isinstance(leaf[0], list):
+        leaf = leaf[0]
+    del leaf[len(leaf) + change :]
+    leaf.extend([leaf[0]] * max(change, 0))
+    return json.dumps(body)

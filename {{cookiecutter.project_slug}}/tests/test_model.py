@@ -1,40 +1,44 @@
+"""The model seam (model.py): what it declares holds for what it builds, trains on and answers."""
+
 import torch
 
-from {{ cookiecutter.package_name }}.data import class_centers, make_blobs
-from {{ cookiecutter.package_name }}.model import (
-    N_CLASSES,
-    N_FEATURES,
-    Classifier,
-    ModelConfig,
-    load_checkpoint,
-    save_checkpoint,
-)
+from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
+from {{ cookiecutter.package_name }}.model import MODEL
+
+from serving import random_inputs
 
 
-def test_forward_gives_one_logit_per_class():
-    model = Classifier(ModelConfig(n_features=N_FEATURES, n_classes=N_CLASSES))
-    assert model(torch.zeros(5, N_FEATURES)).shape == (5, N_CLASSES)
-
-
-def test_probabilities_sum_to_one():
-    probabilities = Classifier().predict_proba(torch.randn(8, N_FEATURES))
-    torch.testing.assert_close(probabilities.sum(dim=-1), torch.ones(8))
+def test_predict_gives_the_declared_outputs():
+    module = MODEL.build(MODEL.config_type()).eval()
+    for rows in (1, 5):
+        with torch.inference_mode():
+            outputs = MODEL.predict(module, random_inputs(rows))
+        assert MODEL.check_outputs(outputs, rows) is None
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = Classifier(ModelConfig(hidden=16))
-    path = save_checkpoint(model, tmp_path / "sub" / "model.pt", val_accuracy=0.5)
-    loaded, metadata = load_checkpoint(path)
-    assert loaded.config == model.config
-    assert metadata == {"val_accuracy": 0.5}
-    x = torch.randn(4, N_FEATURES)
-    torch.testing.assert_close(loaded.predict_proba(x), model.predict_proba(x))
+    config = MODEL.config_type()
+    module = MODEL.build(config).eval()
+    path = save_checkpoint(module, config, tmp_path / "sub" / "model.pt", val_score=0.5)
+    loaded, loaded_config, metadata = load_checkpoint(path)
+    assert loaded_config == config
+    assert metadata == {"val_score": 0.5}
+    inputs = random_inputs(4)
+    with torch.inference_mode():
+        expected, got = MODEL.predict(module, inputs), MODEL.predict(loaded, inputs)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name])
     assert not list(tmp_path.glob("sub/*.tmp"))
 
 
-def test_data_is_reproducible_and_labelled_by_nearest_center():
-    a, b = make_blobs(256, seed=3), make_blobs(256, seed=3)
-    torch.testing.assert_close(a.tensors[0], b.tensors[0])
-    features, labels = a.tensors
-    nearest = torch.cdist(features, class_centers(seed=3)).argmin(dim=-1)
-    assert (nearest == labels).float().mean() > 0.9
+def test_training_data_is_reproducible_and_fits_the_model():
+    a, b = MODEL.dataset(64, seed=3), MODEL.dataset(64, seed=3)
+    (x_a, y_a), (x_b, y_b) = a[5], b[5]
+    torch.testing.assert_close(x_a, x_b)
+    torch.testing.assert_close(y_a, y_b)
+    module = MODEL.build(MODEL.config_type())
+    inputs = torch.stack([a[i][0] for i in range(8)])
+    targets = torch.stack([a[i][1] for i in range(8)])
+    outputs = module(inputs)
+    assert MODEL.loss(outputs, targets).isfinite()
+    assert MODEL.score(outputs, targets).shape == (8,)

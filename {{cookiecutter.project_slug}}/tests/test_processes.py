@@ -13,18 +13,25 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.data import N_FEATURES, class_centers
-from {{ cookiecutter.package_name }}.model import read_checkpoint
+from {{ cookiecutter.package_name }}.checkpoint import read_checkpoint
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.train import TrainConfig, train
 
-from serving import command_env, start_server
+from serving import (
+    assert_answers,
+    command_env,
+    expected_outputs,
+    predict_bytes,
+    predict_json,
+    random_inputs,
+    start_server,
+)
 
 
 def test_sigterm_finishes_in_flight_requests(checkpoint, post):
     # Each request waits in the batcher for 300 ms, so all are in flight at SIGTERM.
     process, base = start_server(checkpoint, MAX_BATCH_WAIT_MS="300", MAX_BATCH_ROWS="1024")
-    body = json.dumps({"features": [[0.5] * N_FEATURES]}).encode()
+    body = predict_bytes()
     with ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(post, f"{base}/predict", body) for _ in range(16)]
         time.sleep(0.15)
@@ -82,9 +89,9 @@ def test_torchrun_trains_two_processes_on_half_the_data_each(tmp_path):
     assert single.steps == 32
     saved = read_checkpoint(output)
     assert saved["metadata"]["world_size"] == 2 and saved["metadata"]["steps"] == 16
-    assert abs(saved["metadata"]["val_accuracy"] - single.val_accuracy) <= 0.05
+    assert abs(saved["metadata"]["val_score"] - single.val_score) <= 0.05
     # A DDP checkpoint is a plain one: the service loads it.
     with TestClient(create_app(output, device="cpu")) as client:
-        centers = class_centers().tolist()
-        answer = client.post("/predict", json={"features": centers}).json()
-        assert answer["predictions"] == [0, 1, 2]
+        inputs = random_inputs(3)
+        answer = client.post("/predict", json=predict_json(inputs)).json()
+        assert_answers(answer, expected_outputs(output, inputs))

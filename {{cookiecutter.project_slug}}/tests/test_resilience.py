@@ -2,7 +2,6 @@
 start-up: each is a 4xx or a closed connection and a quiet log, never a 5xx, a traceback or a
 held slot."""
 
-import json
 import logging
 import re
 import resource
@@ -15,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import gpu
 from {{ cookiecutter.package_name }}.gpu import cuda_problem
-from {{ cookiecutter.package_name }}.model import N_FEATURES
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -24,13 +22,14 @@ from serving import (
     command,
     command_env,
     get,
+    predict_bytes,
     predict_head,
     raw_connection,
     start_server,
     stop_server,
 )
 
-ROW = json.dumps({"features": [[0.5] * N_FEATURES]}).encode()
+ROW = predict_bytes()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

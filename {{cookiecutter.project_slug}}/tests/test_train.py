@@ -7,17 +7,16 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.__main__ import main
-from {{ cookiecutter.package_name }}.distributed import Group
-from {{ cookiecutter.package_name }}.model import (
+from {{ cookiecutter.package_name }}.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
-    Classifier,
-    ModelConfig,
     load_checkpoint,
+    load_for_serving,
     read_checkpoint,
     save_checkpoint,
 )
-from {{ cookiecutter.package_name }}.service import load_for_serving
+from {{ cookiecutter.package_name }}.distributed import Group
+from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.train import EpochLoss, TrainConfig, TrainingError, train
 
 from serving import command, command_env
@@ -26,18 +25,19 @@ from serving import command, command_env
 def test_a_few_steps_write_a_loadable_checkpoint(tmp_path):
     result = train(tmp_path / "model.pt", TrainConfig(max_steps=3, device="cpu"))
     assert result.steps == 3
-    model, metadata = load_checkpoint(result.checkpoint)
+    module, _, metadata = load_checkpoint(result.checkpoint)
     assert metadata["steps"] == 3
-    assert model(torch.zeros(1, model.config.n_features)).isfinite().all()
+    for spec, output in MODEL.predict(module, MODEL.example_inputs(2)).items():
+        assert not output.is_floating_point() or output.isfinite().all(), spec
     saved = read_checkpoint(result.checkpoint)
     assert saved["format"] == CHECKPOINT_FORMAT
     assert saved["torch"] == str(torch.__version__)
     assert saved["train_args"]["max_steps"] == 3
 
 
-def test_training_learns_the_blobs(checkpoint):
-    _, metadata = load_checkpoint(checkpoint)
-    assert metadata["val_accuracy"] > 0.9
+def test_training_learns_the_example_data(checkpoint):
+    _, _, metadata = load_checkpoint(checkpoint)
+    assert metadata["val_score"] >= MODEL.trained_score
 
 
 def test_command_line_trains(tmp_path):
@@ -120,8 +120,7 @@ BAD_CHECKPOINTS = {
     "garbage": ("cannot read checkpoint", None),
     "no-config": ("has no model config or weights", {"config": None}),
     "unknown-setting": ("does not know: colour", {"config": lambda c: {**c, "colour": "red"}}),
-    "weights-do-not-fit": ("weights do not fit", {"config": lambda c: {**c, "hidden": 8}}),
-    "other-width": ("takes rows of 7 features", "width"),
+    "weights-do-not-fit": ("weights do not fit", {"config": lambda c: widened(c, "")}),
     "non-finite": ("non-finite weights", {"state_dict": nan_weights}),
 }
 
@@ -132,8 +131,6 @@ def test_every_unservable_checkpoint_is_refused_in_one_line(tmp_path, message, c
     if change is None:
         pickled_code = b"\x80\x02c__builtin__\neval\nq\x00X\x0b\x00\x00\x00print('hi')q\x01\x85R."
         path.write_bytes(pickled_code)
-    elif change == "width":
-        save_checkpoint(Classifier(ModelConfig(n_features=7)), path)
     else:
         train(path, TrainConfig(max_steps=1, samples=100, device="cpu"))
         corrupt(path, **change)
@@ -141,6 +138,27 @@ def test_every_unservable_checkpoint_is_refused_in_one_line(tmp_path, message, c
         load_for_serving(path)
     text = str(refused.value)
     assert "\n" not in text and "weights_only=False" not in text
+
+
+def widened(config: dict, name: str) -> dict:
+    """The config with the whole-number setting `name` (every one, for "") 3 larger."""
+    return {k: v + 3 if type(v) is int and name in ("", k) else v for k, v in config.items()}
+
+
+def test_a_checkpoint_for_other_inputs_is_refused_in_one_line(tmp_path):
+    """A model trained for another input (another width, say): refused before serving."""
+    refused = []
+    defaults = vars(MODEL.config_type())
+    for name in [k for k, v in defaults.items() if type(v) is int]:
+        config = MODEL.config_type(**widened(defaults, name))
+        path = save_checkpoint(MODEL.build(config), config, tmp_path / f"{name}.pt")
+        try:
+            load_for_serving(path)
+        except CheckpointError as error:
+            assert "does not fit the inputs and outputs declared" in str(error)
+            assert "\n" not in str(error)
+            refused.append(name)
+    assert refused, "some setting of ModelConfig changes what the model takes"
 
 
 def test_serve_names_a_garbage_checkpoint_in_one_line(tmp_path):

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
     from . import distributed, train
-    from .model import CheckpointError
+    from .checkpoint import CheckpointError
 
     # Expected failures end in one line on stderr and a non-zero status, never a traceback.
     try:

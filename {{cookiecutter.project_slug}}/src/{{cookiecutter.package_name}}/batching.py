@@ -1,10 +1,10 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
-Requests queue their rows; one worker takes whatever is queued (up to `max_rows` rows), waits
-at most `max_wait_s` for more when the queue runs dry while other requests are still on their
-way (`in_flight()` counts them), runs the batch in the inference thread, and hands each caller
-exactly its own rows back. Under load batches fill while the previous one runs; a request alone
-does not wait at all.
+Requests queue their rows (named tensors, batch first); one worker takes whatever is queued (up
+to `max_rows` rows), waits at most `max_wait_s` for more when the queue runs dry while other
+requests are still on their way (`in_flight()` counts them), runs the batch in the inference
+thread, and hands each caller exactly its own rows back. Under load batches fill while the
+previous one runs; a request alone does not wait at all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-Predict = Callable[[torch.Tensor], torch.Tensor]
+Tensors = dict[str, torch.Tensor]
+Predict = Callable[[Tensors], Tensors]
+
+
+def rows_of(tensors: Tensors) -> int:
+    return len(next(iter(tensors.values())))
+
+
+def concat(parts: list[Tensors]) -> Tensors:
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
+def slice_rows(tensors: Tensors, start: int, stop: int) -> Tensors:
+    return {name: tensor[start:stop] for name, tensor in tensors.items()}
 
 
 class MicroBatcher:
@@ -37,8 +50,8 @@ class MicroBatcher:
         self.in_flight = in_flight  # requests being answered, queued or not
         # One inference thread: torch parallelises inside it (torch.set_num_threads).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self.queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
-        self.carry: tuple[torch.Tensor, asyncio.Future] | None = None
+        self.queue: asyncio.Queue[tuple[Tensors, asyncio.Future]] = asyncio.Queue()
+        self.carry: tuple[Tensors, asyncio.Future] | None = None
         self.worker: asyncio.Task | None = None
 
     @property
@@ -60,17 +73,17 @@ class MicroBatcher:
                 await self.worker
         self.executor.shutdown(wait=True)
 
-    async def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+    async def __call__(self, rows: Tensors) -> Tensors:
         loop = asyncio.get_running_loop()
         if not self.max_rows:  # batching off: one forward pass per request
-            self.on_batch(len(rows))
+            self.on_batch(rows_of(rows))
             return await loop.run_in_executor(self.executor, self.predict, rows)
         future = loop.create_future()
         self.queue.put_nowait((rows, future))
         self.on_depth(self.depth)
         return await future
 
-    async def _next(self, timeout: float | None) -> tuple[torch.Tensor, asyncio.Future] | None:
+    async def _next(self, timeout: float | None) -> tuple[Tensors, asyncio.Future] | None:
         """The next queued request, waiting at most `timeout` seconds (None: for ever)."""
         if self.carry is not None:
             item, self.carry = self.carry, None
@@ -90,7 +103,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._next(timeout=None)
-            batch, rows = [first], len(first[0])
+            batch, rows = [first], rows_of(first[0])
             deadline = loop.time() + self.max_wait_s
             while rows < self.max_rows:
                 # Wait for more only while requests not yet queued are on their way.
@@ -98,18 +111,18 @@ class MicroBatcher:
                 item = await self._next(deadline - loop.time() if coming else 0)
                 if item is None:
                     break
-                if rows + len(item[0]) > self.max_rows:
+                if rows + rows_of(item[0]) > self.max_rows:
                     self.carry = item  # first in the next batch
                     break
                 batch.append(item)
-                rows += len(item[0])
+                rows += rows_of(item[0])
             self.on_depth(self.depth)
             waiting = [(r, f) for r, f in batch if not f.done()]  # callers may have gone
             if not waiting:
                 continue
-            self.on_batch(sum(len(r) for r, _ in waiting))
+            self.on_batch(sum(rows_of(r) for r, _ in waiting))
             try:
-                inputs = torch.cat([r for r, _ in waiting])
+                inputs = concat([r for r, _ in waiting])
                 outputs = await loop.run_in_executor(self.executor, self.predict, inputs)
             except Exception as error:  # each caller gets the error of its batch
                 for _, future in waiting:
@@ -119,5 +132,5 @@ class MicroBatcher:
             start = 0
             for r, future in waiting:
                 if not future.done():
-                    future.set_result(outputs[start : start + len(r)])
-                start += len(r)
+                    future.set_result(slice_rows(outputs, start, start + rows_of(r)))
+                start += rows_of(r)

@@ -5,25 +5,16 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from .model import N_CLASSES, N_FEATURES
-
 CENTER_SPREAD = 4.0
 
 
-def class_centers(
-    n_classes: int = N_CLASSES, n_features: int = N_FEATURES, seed: int = 0
-) -> torch.Tensor:
+def class_centers(n_classes: int, n_features: int, seed: int = 0) -> torch.Tensor:
     """The mean of each class; a point at a center belongs to that class."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(n_classes, n_features, generator=generator) * CENTER_SPREAD
 
 
-def make_blobs(
-    n_samples: int = 2048,
-    n_classes: int = N_CLASSES,
-    n_features: int = N_FEATURES,
-    seed: int = 0,
-) -> TensorDataset:
+def make_blobs(n_samples: int, n_classes: int, n_features: int, seed: int = 0) -> TensorDataset:
     """`n_samples` points scattered (unit variance) around the class centers, with their labels."""
     generator = torch.Generator().manual_seed(seed + 1)
     labels = torch.randint(0, n_classes, (n_samples,), generator=generator)

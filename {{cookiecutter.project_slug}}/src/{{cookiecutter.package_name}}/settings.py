@@ -51,6 +51,10 @@ class Settings:
     torch_threads: int = setting(
         "TORCH_NUM_THREADS", 0, "torch threads per process (0: this process's share of the CPUs)", 0
     )
+    torch_compile: bool = setting(
+        "TORCH_COMPILE", False, "1: serve through torch.compile, compiled before readiness "
+        "(needs a C++ compiler: the runtime-compile image target)",
+    )  # fmt: skip
     workers: int = setting("WEB_CONCURRENCY", 1, "server processes", 1)
     require_gpu: bool = setting(
         "REQUIRE_GPU", False, "1: never ready without a usable CUDA device (no CPU fallback)"

@@ -18,8 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset, random_split
 
 from . import distributed
-from .data import make_blobs
-from .model import CheckpointError, Classifier, ModelConfig, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .model import MODEL
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class TrainResult:
     checkpoint: Path
     steps: int
     train_loss: float
-    val_accuracy: float
+    val_score: float  # the mean of MODEL.score over the validation set (accuracy, for the example)
     world_size: int = 1
 
 
@@ -83,15 +83,16 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 @torch.inference_mode()
-def correct_and_total(model: nn.Module, loader: DataLoader, device: torch.device) -> list[float]:
+def score_and_count(model: nn.Module, loader: DataLoader, device: torch.device) -> list[float]:
+    """The sum of MODEL.score over the loader's examples, and their number."""
     model.eval()
-    correct = total = 0
-    for features, labels in loader:
-        predicted = model(features.to(device)).argmax(dim=-1)
-        correct += (predicted == labels.to(device)).sum().item()
-        total += labels.numel()
+    total = count = 0.0
+    for inputs, targets in loader:
+        scores = MODEL.score(model(inputs.to(device)), targets.to(device))
+        total += scores.sum().item()
+        count += scores.numel()
     model.train()
-    return [correct, total]
+    return [total, count]
 
 
 def train(
@@ -193,7 +194,8 @@ def _train(
     )
     val_loader = DataLoader(val_set, batch_size=512, **loader_args)
 
-    net = Classifier(ModelConfig()).to(dev)
+    model_config = MODEL.config_type()
+    net = MODEL.build(model_config).to(dev)
     state = read_checkpoint(output, dev) if resume else None  # every rank reads rank 0's
     if state and not state["training_state"]:
         raise TrainingError(f"--resume: {output} holds no training state to resume from")
@@ -209,7 +211,6 @@ def _train(
         resume_optimizer(optimizer, state, config.lr, info)
         info("resuming from %s at epoch %d, step %d", output, first_epoch, step)
     bf16 = config.bf16 and dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    loss_fn = nn.CrossEntropyLoss()
     per_process = sampler.num_samples if sampler is not None else len(train_set)
     info(
         "training on %s, world size %d: %d samples (%d per process), %d epochs%s",
@@ -217,18 +218,18 @@ def _train(
     )  # fmt: skip
 
     def validate() -> float:
-        correct, total = group.sum(correct_and_total(model, val_loader, dev), dev)
-        return correct / max(total, 1)
+        total, count = group.sum(score_and_count(model, val_loader, dev), dev)
+        return total / max(count, 1)
 
-    def checkpoint(epoch: int, val_acc: float) -> None:
+    def checkpoint(epoch: int, val_score: float) -> None:
         failure = None
         if group.is_main:
             try:
                 save_checkpoint(
-                    net, output, train_args=asdict(config),
+                    net, model_config, output, train_args=asdict(config),
                     training_state={"optimizer": optimizer.state_dict(), "step": step,
                                     "epoch": epoch},
-                    val_accuracy=val_acc, steps=step, world_size=group.world_size,
+                    val_score=val_score, steps=step, world_size=group.world_size,
                 )  # fmt: skip
             except CheckpointError as error:
                 failure = str(error)
@@ -237,7 +238,7 @@ def _train(
             raise TrainingError(failure or "rank 0 could not write the checkpoint")
 
     start_step, started = step, time.perf_counter()
-    val_acc = train_loss = math.nan
+    val_score = train_loss = math.nan
     stop = False
     for epoch in range(first_epoch, config.epochs + 1):
         if sampler is not None:
@@ -245,10 +246,10 @@ def _train(
         progress = Progress(epoch, config.epochs, len(train_loader), config.log_interval_s,
                             group.is_main)  # fmt: skip
         epoch_loss = EpochLoss()
-        for features, labels in train_loader:
+        for inputs, targets in train_loader:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(model(features.to(dev)), labels.to(dev))
+                loss = MODEL.loss(model(inputs.to(dev)), targets.to(dev))
             loss_value = loss.item()
             if group.any(not math.isfinite(loss_value), dev):
                 progress.close()
@@ -268,12 +269,13 @@ def _train(
                 stop = True
                 break
         progress.close()
-        train_loss, val_acc = epoch_loss.mean(group, dev), validate()
+        train_loss, val_score = epoch_loss.mean(group, dev), validate()
         info(
-            "epoch %d/%d  step %d  loss %.4f (epoch mean)  val_acc %.3f  (%.1fs)",
-            epoch, config.epochs, step, train_loss, val_acc, time.perf_counter() - started,
+            "epoch %d/%d  step %d  loss %.4f (epoch mean)  val_%s %.3f  (%.1fs)",
+            epoch, config.epochs, step, train_loss, MODEL.score_name, val_score,
+            time.perf_counter() - started,
         )  # fmt: skip
-        checkpoint(epoch, val_acc)  # periodic: a stopped run resumes from the last epoch
+        checkpoint(epoch, val_score)  # periodic: a stopped run resumes from the last epoch
         if stop:
             break
     if step == start_step:
@@ -283,13 +285,14 @@ def _train(
             f"{output} was left as it was"
         )
     steps = group.gather(step - start_step, dev)
-    info("wrote %s (val_acc %.3f); steps per process: %s", output, val_acc, steps)
-    return TrainResult(output, step, train_loss, val_acc, group.world_size)
+    info("wrote %s (val_%s %.3f); steps per process: %s", output, MODEL.score_name, val_score,
+         steps)  # fmt: skip
+    return TrainResult(output, step, train_loss, val_score, group.world_size)
 
 
 def split(config: TrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """The training and validation sets: a fifth held out, the same split on every rank."""
-    dataset = make_blobs(n_samples=config.samples, seed=config.seed)
+    dataset = MODEL.dataset(config.samples, config.seed)
     n_val = max(1, len(dataset) // 5)
     generator = torch.Generator().manual_seed(config.seed)
     return tuple(random_split(dataset, [len(dataset) - n_val, n_val], generator=generator))
@@ -348,7 +351,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--max-steps", type=positive_int, help="stop after this many steps (default: no limit)")
     arg("--batch-size", type=positive_int, default=d.batch_size, help="rows per step and process")
     arg("--lr", type=positive_float, default=d.lr, help="learning rate (applies on --resume)")
-    arg("--samples", type=samples, default=d.samples, help="synthetic rows, a fifth held out")
+    arg(
+        "--samples",
+        type=samples,
+        default=d.samples,
+        help="training examples (model.py), a fifth held out",
+    )
     arg("--num-workers", type=non_negative_int, default=d.num_workers, help="DataLoader workers")
     arg("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     arg("--seed", type=int, default=d.seed, help="seed of the data, the split and the weights")

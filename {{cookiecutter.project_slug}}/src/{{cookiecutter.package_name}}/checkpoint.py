@@ -1,0 +1,135 @@
+"""Checkpoints: weights with the model's config, format and torch version, written atomically,
+read without running code, and refused in one line (CheckpointError) when they cannot serve."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .model import MODEL
+
+CHECKPOINT_FORMAT = 1  # bump when the layout below changes; loading checks it
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, unreadable or of another format; the message says which."""
+
+
+def save_checkpoint(
+    module: nn.Module,
+    config,
+    path: str | os.PathLike[str],
+    *,
+    train_args: dict | None = None,
+    training_state: dict | None = None,
+    **metadata: float,
+) -> Path:
+    """Write weights, config, format version, torch version, training arguments and (to resume)
+    the optimizer state atomically: a reader never sees half a file, and a failed write (a full
+    disk, say) leaves the previous checkpoint as it was and no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "torch": str(torch.__version__),  # a plain str: weights_only loads it
+        "config": asdict(config),
+        "state_dict": state,
+        "metadata": metadata,
+        "train_args": train_args or {},
+        "training_state": training_state,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as error:  # torch.save reports some write errors as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {first_line(error)}"
+            + ("; the previous one was left as it was" if path.exists() else "")
+        ) from None
+    return path
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict:
+    """The checkpoint's contents; weights_only refuses pickled code. Raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}: train one first ("
+            f"`{{ cookiecutter.project_slug }} train --output {path}`, or `docker compose up`)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:
+        # Never pass on torch's advice to load with weights_only=False: that runs the file's code.
+        reason = first_line(error)
+        if "weights_only" in reason or "Weights only" in reason:
+            reason = "not a checkpoint of tensors and plain data (refused: it could run code)"
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+    found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is checkpoint format {found}, this code reads format {CHECKPOINT_FORMAT}: "
+            "train again"
+        )
+    return checkpoint
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, object, dict[str, float]]:
+    """The module of a checkpoint written by save_checkpoint (in eval mode), its config and its
+    metadata. Raises CheckpointError, in one line, for anything that would not serve correct
+    answers."""
+    checkpoint = read_checkpoint(path, device)
+    config, state = checkpoint.get("config"), checkpoint.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path} has no model config or weights: train again")
+    known = {f.name for f in fields(MODEL.config_type)}
+    if unknown := sorted(set(config) - known):
+        raise CheckpointError(
+            f"{path} has model settings this code does not know: {', '.join(map(str, unknown))}"
+        )
+    try:
+        config = MODEL.config_type(**config)
+        module = MODEL.build(config)
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: its weights do not fit its model config ({first_line(error)})"
+        ) from None
+    if bad := [n for n, t in state.items() if t.is_floating_point() and not t.isfinite().all()]:
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({', '.join(bad[:3])}): the training that wrote it "
+            "diverged; train again"
+        )
+    module.to(device).eval()
+    return module, config, checkpoint.get("metadata") or {}
+
+
+def load_for_serving(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+    """The checkpoint's module, refused in one line (CheckpointError) when it does not answer the
+    seam's inputs with the seam's outputs (a model trained for another width, say)."""
+    module, _, _ = load_checkpoint(path, device)
+    rows = 2
+    inputs = {name: t.to(device) for name, t in MODEL.example_inputs(rows).items()}
+    try:
+        with torch.inference_mode():
+            problem = MODEL.check_outputs(MODEL.predict(module, inputs), rows)
+    except (RuntimeError, TypeError, ValueError, IndexError, KeyError) as error:
+        problem = first_line(error)
+    if problem:
+        raise CheckpointError(
+            f"{path} does not fit the inputs and outputs declared in model.py: {problem}"
+        )
+    return module

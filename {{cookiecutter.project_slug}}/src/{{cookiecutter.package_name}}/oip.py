@@ -1,0 +1,377 @@
+"""The Open Inference Protocol v2 over REST (KServe v2, Triton's HTTP API), beside /predict.
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live, /v2/health/ready     liveness, readiness
+    GET  /v2/models/{name}[/versions/{v}]      model metadata: inputs and outputs (model.py)
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer   JSON tensors or the binary tensor extension
+    POST /v2/repository/index                  the model repository extension: this one model
+
+The model's name is MODEL.name in model.py (the package's name unless changed there). Requests
+share /predict's batcher, limits (MAX_BODY_BYTES, BODY_TIMEOUT_S, MAX_CONCURRENCY) and rows per
+request; every refusal is {"error": "..."} with a 4xx (404: another model or version).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Annotated, Any
+
+import msgspec
+import torch
+from fastapi import APIRouter, FastAPI, Path, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from . import __version__
+from .batching import Tensors
+from .http_errors import OipError
+from .inference import MAX_ROWS, Inference
+from .model import MODEL
+from .seam import TensorSpec
+
+HEADER_LENGTH = "inference-header-content-length"
+# Path segments: bounded, so a contract test can also send ones that are not (400).
+Name = Annotated[str, Path(max_length=256)]
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+class InferInput(msgspec.Struct):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    data: list[Any] | None = None
+
+
+class RequestedOutput(msgspec.Struct):
+    name: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class InferRequest(msgspec.Struct):
+    inputs: list[InferInput]
+    id: str | None = None
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    outputs: list[RequestedOutput] | None = None
+
+
+DECODER = msgspec.json.Decoder(InferRequest)
+
+
+def inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """A JSON schema with its references replaced by what they name (the types above do not
+    refer to themselves), so that it can sit in the OpenAPI document as it is."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return inlined(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
+        return {key: inlined(value, definitions) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [inlined(item, definitions) for item in schema]
+    return schema
+
+
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": inlined(*msgspec.json.schema_components([InferRequest])),
+            }
+        },
+    }
+}
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class OutputTensor(TensorMetadata):
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[OutputTensor]
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class RepositoryEntry(BaseModel):
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class Problem(Exception):
+    """A request this protocol refuses with 400; the message says why."""
+
+
+def errors(*codes: int) -> dict:
+    return {code: {"model": OipError} for code in codes}
+
+
+def metadata(spec: TensorSpec) -> TensorMetadata:
+    return TensorMetadata(name=spec.name, datatype=spec.datatype, shape=list(spec.shape))
+
+
+MODEL_METADATA = ModelMetadata(
+    name=MODEL.name, versions=[MODEL.version], platform="pytorch",
+    inputs=[metadata(s) for s in MODEL.inputs], outputs=[metadata(s) for s in MODEL.outputs],
+)  # fmt: skip
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+    """The JSON header and the binary data after it (Inference-Header-Content-Length bytes)."""
+    if header_length is None:
+        return body, memoryview(b"")
+    if not header_length.strip().isdigit():
+        raise Problem("Inference-Header-Content-Length is not a number")
+    length = int(header_length)
+    if length > len(body):
+        raise Problem(
+            f"Inference-Header-Content-Length is {length}, past the body's {len(body)} bytes"
+        )
+    return body[:length], memoryview(body)[length:]
+
+
+def from_binary(spec: TensorSpec, shape: list[int], raw: memoryview) -> torch.Tensor:
+    if not raw.nbytes:
+        return torch.empty(shape, dtype=spec.dtype)
+    if spec.dtype == torch.bool:  # any non-zero byte is true
+        return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape) != 0
+    return torch.frombuffer(bytearray(raw), dtype=spec.dtype).reshape(shape)
+
+
+def from_json(spec: TensorSpec, shape: list[int], data: list[Any]) -> torch.Tensor:
+    try:
+        tensor = torch.tensor(data, dtype=spec.dtype)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise Problem(
+            f"input {spec.name!r}: data is not a list of {spec.datatype} values"
+        ) from None
+    if tensor.numel() != math.prod(shape):
+        raise Problem(
+            f"input {spec.name!r}: {tensor.numel()} values for shape {shape} "
+            f"({math.prod(shape)} values)"
+        )
+    return tensor.reshape(shape)
+
+
+def decode_input(item: InferInput, binary: memoryview, offset: int) -> tuple[torch.Tensor, int]:
+    """One input as a tensor, and the offset of the next input's binary data."""
+    spec = MODEL.input(item.name)
+    if spec is None:
+        names = ", ".join(s.name for s in MODEL.inputs)
+        raise Problem(f"unknown input {item.name!r}: the model takes {names}")
+    if item.datatype != spec.datatype:
+        raise Problem(f"input {spec.name!r} is {item.datatype}, the model takes {spec.datatype}")
+    if problem := spec.shape_problem(item.shape):
+        raise Problem(problem)
+    if not 1 <= item.shape[0] <= MAX_ROWS:
+        raise Problem(f"input {spec.name!r}: 1 to {MAX_ROWS} rows, not {item.shape[0]}")
+    size = item.parameters.get("binary_data_size")
+    if size is None:
+        if item.data is None:
+            raise Problem(f"input {spec.name!r} has neither data nor binary_data_size")
+        return from_json(spec, item.shape, item.data), offset
+    needed = math.prod(item.shape) * spec.dtype.itemsize
+    if item.data is not None or type(size) is not int or size != needed:
+        raise Problem(
+            f"input {spec.name!r}: binary_data_size must be {needed} (shape {item.shape}, "
+            f"{spec.datatype}) and data absent"
+        )
+    if offset + size > len(binary):
+        raise Problem(f"input {spec.name!r}: binary data past the end of the body")
+    return from_binary(spec, item.shape, binary[offset : offset + size]), offset + size
+
+
+def parse_infer(body: bytes, header_length: str | None) -> tuple[InferRequest, Tensors]:
+    """An infer request and its inputs as tensors (in a worker thread). Raises Problem."""
+    header, binary = split_body(body, header_length)
+    try:
+        request = DECODER.decode(header)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise Problem(f"not an inference request: {str(error)[:200]}") from None
+    inputs, offset = {}, 0
+    for item in request.inputs:
+        if item.name in inputs:
+            raise Problem(f"input {item.name!r} given twice")
+        inputs[item.name], offset = decode_input(item, binary, offset)
+        if problem := MODEL.input(item.name).value_problem(inputs[item.name]):
+            raise Problem(problem)
+    if offset != len(binary):
+        raise Problem(
+            f"the binary data is {len(binary)} bytes; the inputs' sizes add up to {offset}"
+        )
+    if missing := [s.name for s in MODEL.inputs if s.name not in inputs]:
+        raise Problem(f"missing input {', '.join(map(repr, missing))}")
+    if len({len(t) for t in inputs.values()}) > 1:
+        raise Problem("every input must have the same number of rows")
+    wanted_outputs(request)  # refuse unknown outputs before inference
+    return request, inputs
+
+
+def wanted_outputs(request: InferRequest) -> list[tuple[TensorSpec, bool]]:
+    """The outputs asked for (all when none are named), each with whether it goes as binary."""
+    all_binary = request.parameters.get("binary_data_output") is True
+    if request.outputs is None:
+        return [(spec, all_binary) for spec in MODEL.outputs]
+    wanted = []
+    for asked in request.outputs:
+        spec = MODEL.output(asked.name)
+        if spec is None:
+            names = ", ".join(s.name for s in MODEL.outputs)
+            raise Problem(f"unknown output {asked.name!r}: the model gives {names}")
+        wanted.append((spec, asked.parameters.get("binary_data", all_binary) is True))
+    return wanted
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """A CPU tensor's memory, row-major and little-endian, without NumPy."""
+    tensor = tensor.contiguous()
+    return ctypes.string_at(tensor.data_ptr(), tensor.numel() * tensor.element_size())
+
+
+def encode_infer(request: InferRequest, outputs: Tensors) -> tuple[bytes, int | None]:
+    """The response body and, when it carries binary data, the length of its JSON header."""
+    entries, blobs = [], []
+    for spec, binary in wanted_outputs(request):
+        tensor = outputs[spec.name]
+        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
+                                 "shape": list(tensor.shape)}  # fmt: skip
+        if binary:
+            blobs.append(tensor_bytes(tensor))
+            entry["parameters"] = {"binary_data_size": len(blobs[-1])}
+        else:
+            entry["data"] = tensor.flatten().tolist()
+        entries.append(entry)
+    answer: dict[str, Any] = {"model_name": MODEL.name, "model_version": MODEL.version}
+    if request.id is not None:
+        answer["id"] = request.id
+    header = msgspec.json.encode({**answer, "outputs": entries})
+    return (header + b"".join(blobs), len(header)) if blobs else (header, None)
+
+
+def check_model(name: str, version: str | None = None) -> None:
+    if name != MODEL.name:
+        raise HTTPException(
+            404, f"unknown model {name[:100]!r}: this service serves {MODEL.name!r}"
+        )
+    if version is not None and version != MODEL.version:
+        raise HTTPException(
+            404, f"unknown version {version[:100]!r} of {MODEL.name!r}: it has {MODEL.version!r}"
+        )
+
+
+def add_routes(app: FastAPI, inference: Inference) -> None:
+    router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+
+    @router.get("", response_model=ServerMetadata)
+    async def server_metadata() -> ServerMetadata:
+        return ServerMetadata(name=app.title, version=__version__, extensions=EXTENSIONS)
+
+    @router.get("/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @router.get("/health/ready", responses=errors(503))
+    async def ready() -> dict[str, bool]:
+        inference.ready_batcher()
+        return {"ready": True}
+
+    @router.get("/models/{name}", response_model=ModelMetadata, responses=errors(400, 404))
+    async def model_metadata(name: Name) -> ModelMetadata:
+        check_model(name)
+        return MODEL_METADATA
+
+    @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata,
+                responses=errors(400, 404))  # fmt: skip
+    async def version_metadata(name: Name, version: Name) -> ModelMetadata:
+        check_model(name, version)
+        return MODEL_METADATA
+
+    @router.get("/models/{name}/ready", response_model=ModelReady, responses=errors(400, 404, 503))
+    async def model_ready(name: Name) -> ModelReady:
+        check_model(name)
+        inference.ready_batcher()
+        return ModelReady(name=MODEL.name, ready=True)
+
+    @router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady,
+                responses=errors(400, 404, 503))  # fmt: skip
+    async def version_ready(name: Name, version: Name) -> ModelReady:
+        check_model(name, version)
+        return await model_ready(name)
+
+    async def infer(request: Request) -> Response:
+        async with inference.admitted(request) as (batcher, body):
+            header_length = request.headers.get(HEADER_LENGTH)
+            try:
+                parsed, inputs = await run_in_threadpool(parse_infer, body, header_length)
+            except Problem as problem:
+                raise HTTPException(400, str(problem)) from None
+            outputs = await batcher(inputs)
+        content, json_length = await run_in_threadpool(encode_infer, parsed, outputs)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(json_length)})  # fmt: skip
+
+    infer_route = {
+        "response_model": InferResponse,
+        "openapi_extra": INFER_BODY,
+        "responses": {
+            200: {"content": {"application/octet-stream": {}}},
+            **errors(400, 404, 408, 413, 503),
+        },
+    }
+
+    @router.post("/models/{name}/infer", **infer_route)
+    async def model_infer(request: Request, name: Name) -> Response:
+        check_model(name)
+        return await infer(request)
+
+    @router.post("/models/{name}/versions/{version}/infer", **infer_route)
+    async def version_infer(request: Request, name: Name, version: Name) -> Response:
+        check_model(name, version)
+        return await infer(request)
+
+    @router.post("/repository/index", response_model=list[RepositoryEntry])
+    async def repository_index() -> list[RepositoryEntry]:
+        ready = inference.batcher is not None
+        return [
+            RepositoryEntry(
+                name=MODEL.name,
+                version=MODEL.version,
+                state="READY" if ready else "UNAVAILABLE",
+                reason="" if ready else inference.not_ready,
+            )
+        ]
+
+    app.include_router(router)

@@ -1,0 +1,145 @@
+"""What a model declares to be served and trained (model.py fills it in; nothing else changes).
+
+A model's inputs and outputs are named tensors with a datatype (the Open Inference Protocol's
+names: FP32, INT64, ...) and a shape whose first dimension is the batch (-1); a -1 elsewhere is
+a dimension of any size. The service's request schemas, both protocols, the batcher, the
+readiness warm-up, the tests and training read them from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+# Open Inference Protocol datatypes and their torch dtypes (binary data is little-endian).
+DATATYPES: dict[str, torch.dtype] = {
+    "BOOL": torch.bool,
+    "UINT8": torch.uint8,
+    "INT8": torch.int8,
+    "INT16": torch.int16,
+    "INT32": torch.int32,
+    "INT64": torch.int64,
+    "FP16": torch.float16,
+    "BF16": torch.bfloat16,
+    "FP32": torch.float32,
+    "FP64": torch.float64,
+}
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: its name, OIP datatype, shape ((-1, ...): batch first) and, for
+    inputs, the largest magnitude a value may have (None: any finite value)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    bound: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.datatype not in DATATYPES:
+            raise ValueError(f"{self.name}: datatype {self.datatype!r} is not one of {DATATYPES}")
+        if not self.shape or self.shape[0] != -1:
+            raise ValueError(f"{self.name}: the first dimension is the batch, -1")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DATATYPES[self.datatype]
+
+    @property
+    def floating(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def shape_problem(self, shape: tuple[int, ...] | list[int]) -> str | None:
+        """Why a tensor of `shape` cannot be this one (None: it can)."""
+        if len(shape) != len(self.shape) or any(
+            want not in (-1, got) or got < 0 for want, got in zip(self.shape, shape, strict=False)
+        ):
+            return f"{self.name} has shape {list(shape)}, the model takes {list(self.shape)}"
+        return None
+
+    def value_problem(self, tensor: torch.Tensor) -> str | None:
+        """Why these values cannot be given to the model (None: they can)."""
+        if self.floating and not torch.isfinite(tensor).all():
+            return f"{self.name} holds a value that is not finite"
+        if self.bound is not None and tensor.numel() and tensor.abs().max() > self.bound:
+            return f"{self.name} holds a value larger than {self.bound:g} in magnitude"
+        return None
+
+    def example(self, rows: int) -> torch.Tensor:
+        """A valid tensor of `rows` rows (zeros; a -1 dimension of size 1)."""
+        return torch.zeros([rows, *(max(d, 1) for d in self.shape[1:])], dtype=self.dtype)
+
+    def row_elements(self) -> int:
+        return math.prod(max(d, 1) for d in self.shape[1:])
+
+
+class ModelSeam:
+    """The model behind the service and the training loop. A subclass (model.py) declares:
+
+    name, version   the model's name and version in the Open Inference Protocol's paths
+    inputs          TensorSpecs of what a request carries
+    outputs         TensorSpecs of what an answer carries
+    config_type     a frozen dataclass of the model's settings, saved in every checkpoint
+    build           config -> nn.Module (fresh weights; a checkpoint's are loaded into it)
+    predict         module, input tensors (batched, on its device) -> output tensors
+    dataset         the training data: (input, target) pairs
+    loss            module's output and targets -> the training loss
+    score           per-example validation score (higher is better), e.g. accuracy
+    """
+
+    name: str
+    version: str = "1"
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    config_type: type
+    score_name: str = "score"
+    # What a short training run on the example data reaches (the project's tests check it).
+    trained_score: float = 0.0
+
+    def build(self, config) -> nn.Module:
+        raise NotImplementedError
+
+    def predict(self, module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> Tensors:
+        raise NotImplementedError
+
+    def dataset(self, samples: int, seed: int) -> Dataset:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- derived: nothing below needs changing for another model ---
+
+    def example_inputs(self, rows: int = 1) -> Tensors:
+        return {spec.name: spec.example(rows) for spec in self.inputs}
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.outputs if spec.name == name), None)
+
+    def check_outputs(self, outputs: Mapping[str, torch.Tensor], rows: int) -> str | None:
+        """Why `predict`'s answer for `rows` rows does not match the declared outputs."""
+        for spec in self.outputs:
+            tensor = outputs.get(spec.name)
+            if tensor is None:
+                return f"predict() gave no {spec.name!r}"
+            if tensor.dtype != spec.dtype:
+                return f"predict() gave {spec.name!r} as {tensor.dtype}, declared {spec.datatype}"
+            if problem := spec.shape_problem(tensor.shape):
+                return f"predict(): {problem}"
+            if tensor.shape[0] != rows:
+                return f"predict() gave {tensor.shape[0]} rows of {spec.name!r} for {rows}"
+        return None

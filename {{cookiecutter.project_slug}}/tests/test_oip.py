@@ -1,0 +1,192 @@
+"""The Open Inference Protocol v2, driven by its own client (tritonclient[http], as KServe and
+Triton users do) against a real server, and malformed requests sent by hand: every one a 4xx
+with {"error": ...}, never a 5xx."""
+
+import http.client
+import json
+import struct
+import urllib.parse
+
+import pytest
+import torch
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from {{ cookiecutter.package_name }}.model import MODEL
+from {{ cookiecutter.package_name }}.oip import tensor_bytes
+
+from serving import expected_outputs, random_inputs
+
+INFER = f"/v2/models/{MODEL.name}/infer"
+
+
+@pytest.fixture(scope="module")
+def client(live_url):
+    client = triton.InferenceServerClient(live_url.removeprefix("http://"), network_timeout=30)
+    yield client
+    client.close()
+
+
+def triton_inputs(inputs: dict[str, torch.Tensor], binary: bool) -> list[triton.InferInput]:
+    made = []
+    for spec in MODEL.inputs:
+        tensor = inputs[spec.name]
+        made.append(triton.InferInput(spec.name, list(tensor.shape), spec.datatype))
+        made[-1].set_data_from_numpy(tensor.numpy(), binary_data=binary)
+    return made
+
+
+def test_live_ready_and_described(client):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(MODEL.name) and client.is_model_ready(MODEL.name, MODEL.version)
+    assert not client.is_model_ready("no-such-model")
+    server = client.get_server_metadata()
+    assert {"binary_tensor_data", "model_repository"} <= set(server["extensions"])
+    metadata = client.get_model_metadata(MODEL.name)
+    assert metadata["name"] == MODEL.name and metadata["versions"] == [MODEL.version]
+    for declared, listed in (
+        (MODEL.inputs, metadata["inputs"]),
+        (MODEL.outputs, metadata["outputs"]),
+    ):
+        assert [(s.name, s.datatype, list(s.shape)) for s in declared] == [
+            (t["name"], t["datatype"], t["shape"]) for t in listed
+        ]
+    index = client.get_model_repository_index()
+    assert index == [{"name": MODEL.name, "version": MODEL.version, "state": "READY", "reason": ""}]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_answers_what_the_model_answers(client, checkpoint, binary):
+    inputs = random_inputs(5, seed=1)
+    asked = [triton.InferRequestedOutput(s.name, binary_data=binary) for s in MODEL.outputs]
+    result = client.infer(
+        MODEL.name, triton_inputs(inputs, binary), outputs=asked, request_id="req-7",
+        model_version=MODEL.version,
+    )  # fmt: skip
+    assert result.get_response()["id"] == "req-7"
+    expected = expected_outputs(checkpoint, inputs)
+    for spec in MODEL.outputs:
+        got = torch.tensor(result.as_numpy(spec.name))
+        torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+
+
+def test_outputs_default_to_all_of_them_in_binary(client, checkpoint):
+    inputs = random_inputs(3, seed=2)
+    result = client.infer(MODEL.name, triton_inputs(inputs, binary=True))
+    expected = expected_outputs(checkpoint, inputs)
+    for output in result.get_response()["outputs"]:
+        assert "binary_data_size" in output["parameters"]
+        got = torch.tensor(result.as_numpy(output["name"]))
+        torch.testing.assert_close(got, expected[output["name"]], rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_model_or_version_is_refused(client):
+    inputs = triton_inputs(random_inputs(1), binary=True)
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        client.infer("no-such-model", inputs)
+    with pytest.raises(InferenceServerException, match="unknown version"):
+        client.infer(MODEL.name, inputs, model_version="99")
+
+
+def test_the_wrong_datatype_is_refused(client):
+    spec = MODEL.inputs[0]
+    other = "FP64" if spec.datatype != "FP64" else "FP32"
+    wrong = triton.InferInput(spec.name, list(spec.example(1).shape), other)
+    wrong.set_data_from_numpy(spec.example(1).numpy().astype(other.replace("FP", "float")))
+    with pytest.raises(InferenceServerException, match=f"the model takes {spec.datatype}"):
+        client.infer(MODEL.name, [wrong, *triton_inputs(random_inputs(1), True)[1:]])
+
+
+def raw_infer(base: str, body: bytes, header_length: str | None = None, path: str = INFER):
+    """POST `body` to `path`: (status, JSON answer)."""
+    parts = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"content-type": "application/octet-stream"}
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = header_length
+    try:
+        conn.request("POST", path, body, headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def binary_request(rows: int = 2, **changes) -> tuple[bytes, str]:
+    """A valid binary infer request (body, header length), with `changes` to its first input."""
+    inputs = random_inputs(rows)
+    header = {"inputs": [], "outputs": [{"name": s.name} for s in MODEL.outputs]}
+    for spec in MODEL.inputs:
+        raw = tensor_bytes(inputs[spec.name])
+        header["inputs"].append({"name": spec.name, "shape": list(inputs[spec.name].shape),
+                                 "datatype": spec.datatype,
+                                 "parameters": {"binary_data_size": len(raw)}})  # fmt: skip
+    header["inputs"][0].update(changes)
+    text = json.dumps(header).encode()
+    return text + b"".join(tensor_bytes(inputs[s.name]) for s in MODEL.inputs), str(len(text))
+
+
+def json_request(data=None, **changes) -> bytes:
+    inputs = random_inputs(2)
+    body = {"inputs": [{"name": s.name, "shape": list(inputs[s.name].shape),
+                        "datatype": s.datatype, "data": inputs[s.name].flatten().tolist()}
+                       for s in MODEL.inputs]}  # fmt: skip
+    body["inputs"][0].update(changes)
+    if data is not None:
+        body["inputs"][0]["data"] = data
+    return json.dumps(body).encode()
+
+
+SPEC = MODEL.inputs[0]
+ROW_SHAPE = list(SPEC.example(1).shape[1:])
+NAN = struct.pack("<f", float("nan")) * SPEC.row_elements()
+BAD_REQUESTS = {
+    "not-json": (b"{not json", None),
+    "not-a-request": (b'{"inputs": 3}', None),
+    "no-inputs": (b"{}", None),
+    "unknown-input": (json_request(name="no-such-input"), None),
+    "missing-input": (b'{"inputs": []}', None),
+    "wrong-datatype": (json_request(datatype="BYTES"), None),
+    "shape-vs-data": (json_request(shape=[3, *ROW_SHAPE]), None),
+    "wrong-rank": (json_request(shape=[2 * SPEC.row_elements()]), None),
+    "negative-shape": (json_request(shape=[-2, *ROW_SHAPE]), None),
+    "too-many-rows": (json_request(shape=[1025, *ROW_SHAPE]), None),
+    "strings": (json_request(data=["a"] * 2 * SPEC.row_elements()), None),
+    "nested-ragged": (json_request(data=[[1.0], [1.0, 2.0]]), None),
+    "overflow": (json_request(data=[1e309] * 2 * SPEC.row_elements()), None),
+    "unknown-output": (b'{"inputs": [], "outputs": [{"name": "nope"}]}', None),
+    "header-not-a-number": (binary_request()[0], "12abc"),
+    "header-past-the-body": (binary_request()[0], "99999999"),
+    "binary-size-too-small": binary_request(parameters={"binary_data_size": 4}),
+    "binary-size-not-a-number": binary_request(parameters={"binary_data_size": "12"}),
+    "binary-and-data": binary_request(data=[1.0]),
+    "binary-bytes-left-over": (binary_request()[0] + b"\0" * 4, binary_request()[1]),
+    "binary-bytes-missing": (binary_request()[0][:-4], binary_request()[1]),
+}
+if SPEC.datatype == "FP32":
+    body, length = binary_request(rows=1)
+    BAD_REQUESTS["binary-nan"] = (
+        body[: int(length)] + NAN + body[int(length) + len(NAN) :],
+        length,
+    )
+
+
+@pytest.mark.parametrize(("body", "header_length"), BAD_REQUESTS.values(), ids=BAD_REQUESTS)
+def test_malformed_requests_are_refused_with_an_error(live_url, body, header_length):
+    status, answer = raw_infer(live_url, body, header_length)
+    assert status == 400, answer
+    assert set(answer) == {"error"} and answer["error"]
+
+
+def test_valid_raw_requests_are_answered(live_url):
+    assert raw_infer(live_url, *binary_request())[0] == 200
+    status, answer = raw_infer(live_url, json_request())
+    assert status == 200 and [o["name"] for o in answer["outputs"]] == [
+        s.name for s in MODEL.outputs
+    ]
+
+
+def test_other_routes_answer_in_the_protocol(live_url):
+    assert raw_infer(live_url, json_request(), path="/v2/models/nope/infer")[0] == 404
+    status, answer = raw_infer(live_url, b"x" * (2 << 20))
+    assert status == 413 and set(answer) == {"error"}
