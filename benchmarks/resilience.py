@@ -186,7 +186,7 @@ def attack(image: str, volume: str, row: list[float], run: Callable[[int], None]
 
 
 def measure(seconds: float) -> dict:
-    with trained_cpu_service("Resilience") as (image, volume, row, network):
+    with trained_cpu_service("Resilience") as (image, volume, row, network, _):
         results: dict = {"network": network}
         results["slow bodies (80 clients, a byte a second)"] = attack(
             image, volume, row, lambda port: trickle(port, 80, seconds)

@@ -4,10 +4,12 @@
     python -m benchmarks.service_load --smoke    # a short run, prints the table
 
 Measures, on this machine, in one run: requests/s, p50 and p99 for 1-row and 256-row requests
-at 1, 8, 32 and 64 concurrent clients, with batching on and off (MAX_BATCH_ROWS=0); /livez p99
-while maximum-size uploads stream in; the time to refuse a 100 MB body and the server's RSS
-growth; and that no request of any of these got a 5xx. The clients run on the same cores as the
-server, so the numbers are what one machine does to itself.
+at 1, 8, 32 and 64 concurrent clients, with batching on and off (MAX_BATCH_ROWS=0); the same
+rows in three protocols (JSON /predict, Open Inference Protocol JSON and binary tensors) at 1, 4
+and 32 clients; the binary protocol served eager and through torch.compile (the runtime-compile
+target); /livez p99 while maximum-size uploads stream in; the time to refuse a 100 MB body and
+the server's RSS growth; and that no request of any of these got a 5xx. The clients run on the
+same cores as the server, so the numbers are what one machine does to itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import platform
 import socket
 import statistics
+import struct
 import tempfile
 import threading
 import time
@@ -29,10 +32,12 @@ from pathlib import Path
 
 from template_testing.commands import TEMPLATE, sh
 from template_testing.engine import docker, remove_images
-from template_testing.images import ImageHost, free_port, train_into
+from template_testing.images import ImageHost, free_port, image_size, train_into
 from torch_compat import load
 
 CLIENTS = (1, 8, 32, 64)
+PROTOCOL_CLIENTS = (1, 4, 32)
+COMPILED_CLIENTS = (1, 4)
 ROWS = (1, 256)
 MAX_BODY = 1 << 20  # the service's default MAX_BODY_BYTES
 TARGETS = {
@@ -41,20 +46,24 @@ TARGETS = {
     "livez_p99_ms": 50,
     "scale_32": 1.5,
     "p99_ms": 250,
+    "binary_vs_predict_256x4": 3.0,  # OIP binary rows/s ÷ JSON /predict rows/s, 256 rows, 4 clients
+    "oip_vs_predict_p50_1x1": 1.0,  # OIP 1-row p50 ÷ /predict's, 1 client: no worse
 }
 
 
 class Server:
     """The runtime image serving a freshly trained checkpoint on 127.0.0.1."""
 
-    def __init__(self, image: str, volume: str, *docker_args: str, **env: str) -> None:
+    def __init__(
+        self, image: str, volume: str, *docker_args: str, ready_within_s: float = 60, **env: str
+    ) -> None:
         self.port = free_port()
         args = [*docker_args, *(f"--env={k}={v}" for k, v in env.items())]
         self.container = sh(
             docker(), "run", "-d", "-p", f"127.0.0.1:{self.port}:8000",
             "-v", f"{volume}:/app/artifacts:ro", *args, image,
         ).strip()  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_within_s
         while self.status("/readyz") != 200:
             assert time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.2)
@@ -85,9 +94,44 @@ def predict_head(length: int) -> bytes:
     ).encode()
 
 
-def load_run(port: int, row: list[float], rows: int, clients: int, seconds: float) -> dict:
-    """`clients` keep-alive connections posting `rows` copies of `row` for `seconds`."""
-    body = json.dumps({"features": [row] * rows})
+def predict_request(row: list[float], rows: int) -> tuple[str, bytes, dict[str, str]]:
+    body = json.dumps({"features": [row] * rows}).encode()
+    return "/predict", body, {"content-type": "application/json"}
+
+
+def oip_json_request(row: list[float], rows: int) -> tuple[str, bytes, dict[str, str]]:
+    tensor = {"name": "features", "shape": [rows, len(row)], "datatype": "FP32",
+              "data": row * rows}  # fmt: skip
+    body = json.dumps({"inputs": [tensor]}).encode()
+    return OIP_INFER, body, {"content-type": "application/json"}
+
+
+def oip_binary_request(row: list[float], rows: int) -> tuple[str, bytes, dict[str, str]]:
+    """Binary tensors in and out (tritonclient's default)."""
+    data = struct.pack(f"<{len(row) * rows}f", *(row * rows))
+    header = json.dumps({
+        "inputs": [{"name": "features", "shape": [rows, len(row)], "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(data)}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()  # fmt: skip
+    headers = {"content-type": "application/octet-stream",
+               "inference-header-content-length": str(len(header))}  # fmt: skip
+    return OIP_INFER, header + data, headers
+
+
+OIP_INFER = "/v2/models/bench_service/infer"  # the package of the "Bench Service" bake
+PROTOCOLS = {
+    "JSON /predict": predict_request,
+    "OIP JSON": oip_json_request,
+    "OIP binary": oip_binary_request,
+}
+
+
+def load_run(
+    port: int, row: list[float], rows: int, clients: int, seconds: float, protocol=predict_request
+) -> dict:
+    """`clients` keep-alive connections sending `rows` copies of `row` for `seconds`."""
+    path, body, headers = protocol(row, rows)
     latencies: list[float] = []
     errors = {"5xx": 0, "other": 0}
     stop = time.perf_counter() + seconds
@@ -98,7 +142,7 @@ def load_run(port: int, row: list[float], rows: int, clients: int, seconds: floa
         mine = []
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            conn.request("POST", "/predict", body, {"content-type": "application/json"})
+            conn.request("POST", path, body, headers)
             response = conn.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)
@@ -116,6 +160,7 @@ def load_run(port: int, row: list[float], rows: int, clients: int, seconds: floa
     latencies.sort()
     return {
         "rps": len(latencies) / seconds,
+        "rows_per_s": len(latencies) * rows / seconds,
         "p50_ms": statistics.median(latencies) * 1e3,
         "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e3,
         **errors,
@@ -165,9 +210,12 @@ def refuse_100_mb(server: Server) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def trained_cpu_service(name: str) -> Iterator[tuple[str, str, list[float], str]]:
+def trained_cpu_service(
+    name: str, compiled: bool = False
+) -> Iterator[tuple[str, str, list[float], str, str | None]]:
     """The CPU runtime image of a fresh bake with a trained checkpoint in a volume: (image,
-    volume, a row the model takes, this host's network in words); removed afterwards."""
+    volume, a row the model takes, this host's network in words, the runtime-compile image when
+    `compiled`); removed afterwards."""
     host = ImageHost.start()
     answers = {"project_name": f"Bench {name}", "python_version": "3.11",
                "torch_version": "2.13.0", "accelerator": "cpu"}  # fmt: skip
@@ -178,20 +226,25 @@ def trained_cpu_service(name: str) -> Iterator[tuple[str, str, list[float], str]
     with tempfile.TemporaryDirectory() as tmp:
         project = host.bake(Path(tmp), plan, **answers)
         image = project.build("runtime", f"bench-{name.lower()}")
+        compiled_image = (
+            project.build("runtime-compile", f"bench-{name.lower()}-compile") if compiled else None
+        )
         row = project.class_centers(image)[0]  # the model's width, from the model
     try:
         train_into(image, volume, "--epochs", "3")
-        yield image, volume, row, host.network.describe()
+        yield image, volume, row, host.network.describe(), compiled_image
     finally:
         sh(docker(), "volume", "rm", "-f", volume)
-        remove_images(image)
+        remove_images(image, *([compiled_image] if compiled_image else []))
         host.stop()
 
 
 def measure(smoke: bool) -> dict:
     seconds = 1.0 if smoke else 5.0
-    with trained_cpu_service("Service") as (image, volume, row, network):
-        results: dict = {"network": network, "runs": []}
+    with trained_cpu_service("Service", compiled=True) as (image, volume, row, network, compiled):
+        results: dict = {"network": network, "runs": [], "protocols": [], "compiled": [],
+                         "size_mb": {"runtime": image_size(image) / 1e6,
+                                     "runtime-compile": image_size(compiled) / 1e6}}  # fmt: skip
         for batching, env in (("on", {}), ("off", {"MAX_BATCH_ROWS": "0"})):
             server = Server(image, volume, **env)
             try:
@@ -201,12 +254,37 @@ def measure(smoke: bool) -> dict:
                         results["runs"].append({"batching": batching, "rows": rows,
                                                 "clients": clients, **run})  # fmt: skip
                 if batching == "on":
+                    results["protocols"] = protocol_runs(server.port, row, seconds, smoke)
+                    results["compiled"] += compiled_runs(server.port, row, seconds, "eager")
                     results["livez_p99_ms"] = livez_during_uploads(server.port, 2 * seconds)
                     results["refuse_ms"], results["refuse_rss_mb"] = refuse_100_mb(server)
                     results["still_ready"] = server.status("/readyz") == 200
             finally:
                 server.stop()
+        server = Server(compiled, volume, ready_within_s=600)
+        try:
+            results["compiled"] += compiled_runs(server.port, row, seconds, "torch.compile")
+        finally:
+            server.stop()
     return results
+
+
+def protocol_runs(port: int, row: list[float], seconds: float, smoke: bool) -> list[dict]:
+    runs = []
+    for name, protocol in PROTOCOLS.items():
+        for rows in ROWS:
+            for clients in PROTOCOL_CLIENTS if not smoke else (1, 4):
+                run = load_run(port, row, rows, clients, seconds, protocol)
+                runs.append({"protocol": name, "rows": rows, "clients": clients, **run})
+    return runs
+
+
+def compiled_runs(port: int, row: list[float], seconds: float, mode: str) -> list[dict]:
+    return [
+        {"mode": mode, "rows": rows, "clients": clients,
+         **load_run(port, row, rows, clients, seconds, oip_binary_request)}
+        for rows in ROWS for clients in COMPILED_CLIENTS
+    ]  # fmt: skip
 
 
 def verdict(ok: bool) -> str:
@@ -219,7 +297,16 @@ def table(r: dict, smoke: bool) -> str:
         f"| {b} | {n} | {c} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['5xx']} |"
         for (b, n, c), x in runs.items()
     ]
-    five_xx = sum(x["5xx"] for x in r["runs"])
+    every_run = r["runs"] + r["protocols"] + r["compiled"]
+    five_xx = sum(x["5xx"] for x in every_run)
+    others = sum(x["other"] for x in every_run)
+    protocols = {(x["protocol"], x["rows"], x["clients"]): x for x in r["protocols"]}
+    predict, binary = protocols[("JSON /predict", 256, 4)], protocols[("OIP binary", 256, 4)]
+    binary_ratio = binary["rows_per_s"] / predict["rows_per_s"]
+    p50_ratios = {
+        name: protocols[(name, 1, 1)]["p50_ms"] / protocols[("JSON /predict", 1, 1)]["p50_ms"]
+        for name in ("OIP JSON", "OIP binary")
+    }
     one, many = runs.get(("on", 256, 1)), runs.get(("on", 256, 32))
     scale = many["rps"] / one["rps"] if one and many else float("nan")
     p99_32 = many["p99_ms"] if many else float("nan")
@@ -230,6 +317,11 @@ def table(r: dict, smoke: bool) -> str:
 
     summary = [
         ("5xx answers, all runs", f"{five_xx}", "0: " + verdict(five_xx == 0)),
+        ("other non-200 answers, all load runs", f"{others}", "0: " + verdict(others == 0)),
+        ("OIP binary ÷ JSON /predict, rows/s, 256 rows, 4 clients", f"{binary_ratio:.2f}",
+         target("binary_vs_predict_256x4", binary_ratio, at_least=True)),
+        *((f"{name} ÷ JSON /predict, 1-row p50, 1 client", f"{ratio:.2f}",
+           target("oip_vs_predict_p50_1x1", ratio)) for name, ratio in p50_ratios.items()),
         ("Still ready after the abuse", str(r["still_ready"]), verdict(r["still_ready"])),
         ("100 MB body refused in (ms)", f"{r['refuse_ms']:.1f}",
          target("refuse_ms", r["refuse_ms"])),
@@ -261,6 +353,35 @@ def table(r: dict, smoke: bool) -> str:
         "| batching | rows/request | clients | req/s | p50 ms | p99 ms | 5xx |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         *rows,
+        "",
+        "## Protocols (batching on)",
+        "",
+        "The same rows as JSON `/predict`, as Open Inference Protocol JSON tensors and as OIP "
+        "binary tensors (`binary_data_size` in, `binary_data_output` out: what tritonclient "
+        "sends by default). Rows/s counts the rows answered.",
+        "",
+        "| protocol | rows/request | clients | rows/s | req/s | p50 ms | p99 ms | 5xx |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {x['protocol']} | {x['rows']} | {x['clients']} | {x['rows_per_s']:.0f} | "
+            f"{x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['5xx']} |"
+            for x in r["protocols"]
+        ),
+        "",
+        "## Compiled and eager (OIP binary, batching on)",
+        "",
+        "`runtime` serving eager against `runtime-compile` with `TORCH_COMPILE=1`, the same "
+        f"checkpoint and requests. Image sizes: runtime {r['size_mb']['runtime']:.0f} MB, "
+        f"runtime-compile {r['size_mb']['runtime-compile']:.0f} MB (g++ adds "
+        f"{r['size_mb']['runtime-compile'] - r['size_mb']['runtime']:.0f} MB).",
+        "",
+        "| mode | rows/request | clients | rows/s | p50 ms | p99 ms | 5xx |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {x['mode']} | {x['rows']} | {x['clients']} | {x['rows_per_s']:.0f} | "
+            f"{x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['5xx']} |"
+            for x in r["compiled"]
+        ),
     ]
     return "\n".join(head) + "\n"
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import shutil
 import tomllib
 from pathlib import Path
+
+import jsonschema
+import yaml
 
 from .commands import TEMPLATE, sh, tool
 
@@ -47,12 +52,49 @@ def kustomize() -> str:
     return found
 
 
+KSERVE_SCHEMA = (
+    Path(__file__).parent / "schemas" / "kserve-v0.20.0-inferenceservice-v1beta1.json.gz"
+)
+
+
+def strict(schema: dict) -> dict:
+    """A CRD's schema as `kubectl --validate=strict` reads it: an object with properties takes no
+    other field, unless it says it keeps unknown fields."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [strict(item) for item in schema]
+    return schema
+
+
+def kserve_problems(document: dict) -> list[str]:
+    """Where an InferenceService breaks KServe's published CRD schema (strictly); [] if nowhere."""
+    schema = strict(json.loads(gzip.decompress(KSERVE_SCHEMA.read_bytes())))
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
 def manifests_valid(project: Path) -> str:
-    """Render deploy/k8s with kustomize and validate it offline against Kubernetes' schemas;
-    return the rendered YAML."""
+    """Render deploy/k8s with kustomize and validate it offline against Kubernetes' schemas
+    (and KServe's, for an InferenceService); return the rendered YAML."""
     rendered = sh(kustomize(), "build", str(project / "deploy" / "k8s"))
+    documents = list(yaml.safe_load_all(rendered))
+    for document in documents:
+        if document["kind"] == "InferenceService":
+            problems = kserve_problems(document)
+            assert not problems, f"InferenceService {document['metadata']['name']}: {problems[:10]}"
+    plain = [d for d in documents if d["apiVersion"].split("/")[0] != "serving.kserve.io"]
     out = project / ".rendered-manifests.yaml"
-    out.write_text(rendered)
+    out.write_text(yaml.safe_dump_all(plain))
     try:
         sh(tool("kubernetes-validate"), "-k", KUBERNETES_VERSION, "--strict", "--quiet", str(out))
     finally:

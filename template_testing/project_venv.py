@@ -29,7 +29,9 @@ def project_requirements() -> list[str]:
     dev_table = text.split("[tool.poetry.group.dev.dependencies]\n")[1].split("\n\n")[0]
     dev = [f"{name}{spec}" for name, spec in re.findall(r'^([\w-]+) = "([^"]+)"', dev_table, re.M)]
     with_extras = r'^([\w-]+) = \{ version = "([^"]+)", extras = \["([^"]+)"\] \}'
-    dev += [f"{name}[{extra}]{spec}" for name, spec, extra in re.findall(with_extras, dev_table, re.M)]
+    dev += [
+        f"{name}[{extra}]{spec}" for name, spec, extra in re.findall(with_extras, dev_table, re.M)
+    ]
     assert "fastapi" in str(runtime) and "pytest" in str(dev), "pyproject.toml's layout changed"
     return runtime + dev
 

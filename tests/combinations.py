@@ -85,7 +85,8 @@ UNSUPPORTED = [
 # companion is built and run. Missing answers take cookiecutter.json's defaults: {} is what a
 # user who presses enter gets. The first three build through the offline fallback too.
 BUILDS = [
-    {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu"},
+    # compiled: also build the runtime-compile target and serve through torch.compile.
+    {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu", "compiled": "yes"},
     {
         "torch_version": "2.14.1",
         "python_version": "3.11",

@@ -59,10 +59,12 @@ def test_image_builds_and_runs(host, build, tmp_path):
     if plan.cuda:
         ensure_space()  # a CUDA image is ~6 GB, its build cache more: make room first
     project = host.bake(tmp_path, plan, **answers)
-    images = [f"{project.tag}-{t}" for t in ("runtime", "test", "runtime-slim", "test-slim")]
+    images = [f"{project.tag}-{t}" for t in ("runtime", "test", "runtime-slim", "test-slim",
+                                              "runtime-compile")]  # fmt: skip
     try:
         image = project.build("runtime")
         check_torch_build(image, plan)
+        check_compile_is_refused_without_a_compiler(image)
         check_the_gpu_check_says_why_not(image, project)
         check_runs_as_non_root_with_a_healthcheck(image)
         check_training_writes_a_checkpoint(image)
@@ -77,6 +79,9 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_cuda_libraries(slim, plan, vendored_cupti=False)
         check_serves_predictions(slim, project)
         check_project_tests_pass_in_the_test_stage(project, venv="slim-venv")
+        if build.get("compiled"):
+            remove_images(*images[2:])
+            check_compiled_serving(project)
     finally:
         remove_images(*images, f"{project.path.name}:latest")
 
@@ -201,8 +206,23 @@ def post_predict(port: int, body: dict) -> tuple[int, list[int] | None]:
         return error.code, None
 
 
-def check_serves_predictions(image: str, project: BakedProject) -> None:
-    """`docker run` the image on a checkpoint it trained: ready, with correct predictions."""
+def check_compile_is_refused_without_a_compiler(image: str) -> None:
+    done = subprocess.run([docker(), "run", "--rm", "-e", "TORCH_COMPILE=1", image],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "runtime-compile" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def check_compiled_serving(project: BakedProject) -> None:
+    """The runtime-compile target serves through torch.compile (compiled before readiness)."""
+    image = project.build("runtime-compile")
+    readiness = check_serves_predictions(image, project, ready_within_s=300)
+    assert readiness["compiled"] is True, readiness
+
+
+def check_serves_predictions(image: str, project: BakedProject, ready_within_s: int = 120) -> dict:
+    """`docker run` the image on a checkpoint it trained: ready, with correct predictions.
+    Returns what /readyz says."""
     volume = f"tdt-artifacts-{uuid.uuid4().hex[:8]}"
     port = free_port()
     container = ""
@@ -210,7 +230,7 @@ def check_serves_predictions(image: str, project: BakedProject) -> None:
         train_into(image, volume, "--epochs", "3")
         container = sh(docker(), "run", "-d", "-p", f"127.0.0.1:{port}:8000",
                        "-v", f"{volume}:/app/artifacts:ro", image).strip()  # fmt: skip
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + ready_within_s
         while (
             sh(docker(), "inspect", "--format", "{{.State.Health.Status}}", container).strip()
             != "healthy"
@@ -219,6 +239,8 @@ def check_serves_predictions(image: str, project: BakedProject) -> None:
             time.sleep(0.5)
         centers = project.class_centers(image)
         assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as ready:
+            return json.load(ready)
     finally:
         if container:
             subprocess.run([docker(), "rm", "-f", container], capture_output=True)
