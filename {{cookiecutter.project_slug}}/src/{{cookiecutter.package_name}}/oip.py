@@ -36,6 +36,8 @@ HEADER_LENGTH = "inference-header-content-length"
 # Path segments: bounded, so a contract test can also send ones that are not (400).
 Name = Annotated[str, Path(max_length=256)]
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
+# What torch.tensor raises for values that are not of the datatype (strings, ragged lists, ...).
+NOT_CONVERTIBLE = (TypeError, ValueError, RuntimeError, OverflowError)
 
 
 class InferInput(msgspec.Struct):
@@ -172,7 +174,7 @@ def from_binary(spec: TensorSpec, shape: list[int], raw: memoryview) -> torch.Te
 def from_json(spec: TensorSpec, shape: list[int], data: list[Any]) -> torch.Tensor:
     try:
         tensor = torch.tensor(data, dtype=spec.dtype)
-    except (TypeError, ValueError, RuntimeError, OverflowError):
+    except NOT_CONVERTIBLE:
         raise Problem(
             f"input {spec.name!r}: data is not a list of {spec.datatype} values"
         ) from None

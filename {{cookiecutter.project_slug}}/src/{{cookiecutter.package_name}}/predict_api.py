@@ -69,6 +69,10 @@ PredictResponse = create_model(
 )
 
 
+# What torch.tensor raises for nested lists of different lengths (the schema fixed the rest).
+RAGGED = (ValueError, TypeError, RuntimeError)
+
+
 def error_item(error: msgspec.ValidationError) -> dict:
     """msgspec's message ('Expected `float`, got `str` - at `$.features[0][1]`') as an error
     item with the location as a list, like FastAPI's."""
@@ -95,7 +99,7 @@ def parse_request(body: bytes) -> Tensors:
     for spec in MODEL.inputs:
         try:
             tensor = torch.tensor(getattr(request, spec.name), dtype=spec.dtype)
-        except (ValueError, TypeError, RuntimeError):
+        except RAGGED:
             raise invalid(spec.name, "rows of different lengths") from None
         if problem := spec.value_problem(tensor):
             raise invalid(spec.name, problem)
