@@ -2,11 +2,14 @@
 # Offline fallback only: tag stand-ins for the official python:X.Y-slim-RELEASE images when no
 # registry can be reached (template_testing/engine.py calls this only then).
 # Each is built from Debian's own packages (debootstrap minbase + that release's python3) and laid
-# out like the official image: python/python3/pip on PATH, LANG=C.UTF-8, pip allowed to install.
-# Usage: seed-base-images.sh 3.11:bookworm [3.13:trixie ...]   (cached: an existing tag is kept)
+# out like the official image: python/python3/pip on PATH, LANG=C.UTF-8, pip allowed to install,
+# Python's C headers (torch.compile builds against them).
+# Usage: seed-base-images.sh 3.11:bookworm [3.13:trixie ...]   (cached: an existing tag is kept,
+# unless it is a stand-in of an older STAND_IN version)
 set -euo pipefail
 DOCKER=${DOCKER:-docker}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+STAND_IN=2  # bump when the stand-ins change: older ones are built again
 
 unmount_under() {  # debootstrap can leave /proc and /sys mounted in the new root
   { grep -o " $1/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mnt; do umount -l "$mnt" || true; done
@@ -16,8 +19,13 @@ for spec in "$@"; do
   py=${spec%%:*} release=${spec##*:}
   image="python:${py}-slim-${release}"
   if "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
-    echo "seed-base-images: $image present" >&2
-    continue
+    # Pulled images have a registry digest; stand-ins carry their version in a label.
+    found=$("$DOCKER" image inspect --format '{{len .RepoDigests}} {{index .Config.Labels "tdt.stand-in"}}' "$image")
+    if [ "${found%% *}" != 0 ] || [ "${found#* }" = "$STAND_IN" ]; then
+      echo "seed-base-images: $image present" >&2
+      continue
+    fi
+    echo "seed-base-images: $image is an older stand-in; building it again" >&2
   fi
   if timeout 60 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then
     echo "seed-base-images: pulled $image" >&2
@@ -29,7 +37,7 @@ for spec in "$@"; do
   fi
   rootfs=$(mktemp -d /tmp/rootfs-XXXXXX)
   trap 'unmount_under "$rootfs"; rm -rf "$rootfs"' EXIT
-  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,libpython3-dev,ca-certificates \
     "$release" "$rootfs" "$MIRROR" >/tmp/debootstrap-"$release".log 2>&1 \
     || { tail -n 30 /tmp/debootstrap-"$release".log >&2; exit 1; }
   unmount_under "$rootfs"
@@ -49,7 +57,7 @@ for spec in "$@"; do
   tar -C "$rootfs" --one-file-system --exclude=./proc/* --exclude=./sys/* -c . | "$DOCKER" import \
     -c 'ENV LANG=C.UTF-8' \
     -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    -c 'CMD ["python3"]' - "$image" >/dev/null
+    -c 'CMD ["python3"]' -c "LABEL tdt.stand-in=$STAND_IN" - "$image" >/dev/null
   unmount_under "$rootfs"; rm -rf "$rootfs"; trap - EXIT
   echo "seed-base-images: tagged $image" >&2
 done

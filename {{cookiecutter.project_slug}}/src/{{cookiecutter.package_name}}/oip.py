@@ -294,10 +294,17 @@ def check_model(name: str, version: str | None = None) -> None:
 
 def add_routes(app: FastAPI, inference: Inference) -> None:
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+    add_status_routes(router, app.title, inference)
+    add_infer_routes(router, inference)
+    app.include_router(router)
+
+
+def add_status_routes(router: APIRouter, title: str, inference: Inference) -> None:
+    """Server and model metadata, health, readiness and the repository index."""
 
     @router.get("", response_model=ServerMetadata)
     async def server_metadata() -> ServerMetadata:
-        return ServerMetadata(name=app.title, version=__version__, extensions=EXTENSIONS)
+        return ServerMetadata(name=title, version=__version__, extensions=EXTENSIONS)
 
     @router.get("/health/live")
     async def live() -> dict[str, bool]:
@@ -331,6 +338,22 @@ def add_routes(app: FastAPI, inference: Inference) -> None:
         check_model(name, version)
         return await model_ready(name)
 
+    @router.post("/repository/index", response_model=list[RepositoryEntry])
+    async def repository_index() -> list[RepositoryEntry]:
+        ready = inference.batcher is not None
+        return [
+            RepositoryEntry(
+                name=MODEL.name,
+                version=MODEL.version,
+                state="READY" if ready else "UNAVAILABLE",
+                reason="" if ready else inference.not_ready,
+            )
+        ]
+
+
+def add_infer_routes(router: APIRouter, inference: Inference) -> None:
+    """POST .../infer, with and without a version in the path."""
+
     async def infer(request: Request) -> Response:
         async with inference.admitted(request) as (batcher, body):
             header_length = request.headers.get(HEADER_LENGTH)
@@ -363,17 +386,3 @@ def add_routes(app: FastAPI, inference: Inference) -> None:
     async def version_infer(request: Request, name: Name, version: Name) -> Response:
         check_model(name, version)
         return await infer(request)
-
-    @router.post("/repository/index", response_model=list[RepositoryEntry])
-    async def repository_index() -> list[RepositoryEntry]:
-        ready = inference.batcher is not None
-        return [
-            RepositoryEntry(
-                name=MODEL.name,
-                version=MODEL.version,
-                state="READY" if ready else "UNAVAILABLE",
-                reason="" if ready else inference.not_ready,
-            )
-        ]
-
-    app.include_router(router)
