@@ -270,13 +270,15 @@ def measure(smoke: bool) -> dict:
 
 
 def protocol_runs(port: int, row: list[float], seconds: float, smoke: bool) -> list[dict]:
+    """Each load in the three protocols one after the other, so that drift on a shared machine
+    touches all three alike."""
     runs = []
-    for name, protocol in PROTOCOLS.items():
-        for rows in ROWS:
-            for clients in PROTOCOL_CLIENTS if not smoke else (1, 4):
+    for rows in ROWS:
+        for clients in PROTOCOL_CLIENTS if not smoke else (1, 4):
+            for name, protocol in PROTOCOLS.items():
                 run = load_run(port, row, rows, clients, seconds, protocol)
                 runs.append({"protocol": name, "rows": rows, "clients": clients, **run})
-    return runs
+    return sorted(runs, key=lambda run: list(PROTOCOLS).index(run["protocol"]))
 
 
 def compiled_runs(port: int, row: list[float], seconds: float, mode: str) -> list[dict]:

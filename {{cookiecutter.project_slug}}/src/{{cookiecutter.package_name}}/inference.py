@@ -27,6 +27,8 @@ from .settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 1024  # rows in one request, in either protocol
+# Parsing or writing less than this many bytes takes less time than a hop to a worker thread.
+INLINE_BYTES = 16 << 10
 WARM_UP_ROWS = (1, 2)  # torch.compile specialises a batch of one; every larger batch shares one
 
 
@@ -40,6 +42,19 @@ class Readiness(BaseModel):
     gpu: str | None
     compiled: bool = Field(description="served through torch.compile (TORCH_COMPILE=1)")
     checkpoint: str
+
+
+async def off_the_loop(size: int, function, *args):
+    """function(*args) in a worker thread when `size` (bytes in or out) is large, so that the
+    event loop never waits on it; inline when small, saving the hop (about 0.1 ms)."""
+    if size <= INLINE_BYTES:
+        return function(*args)
+    return await run_in_threadpool(function, *args)
+
+
+def output_bytes(outputs: Tensors) -> int:
+    """About what the outputs take written out (JSON numbers: a few bytes each)."""
+    return sum(t.numel() for t in outputs.values()) * 8
 
 
 def check_compiler(settings: Settings) -> None:

@@ -22,13 +22,12 @@ import msgspec
 import torch
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from . import __version__
 from .batching import Tensors
 from .http_errors import OipError
-from .inference import MAX_ROWS, Inference
+from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import TensorSpec
 
@@ -358,11 +357,13 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
         async with inference.admitted(request) as (batcher, body):
             header_length = request.headers.get(HEADER_LENGTH)
             try:
-                parsed, inputs = await run_in_threadpool(parse_infer, body, header_length)
+                parsed, inputs = await off_the_loop(len(body), parse_infer, body, header_length)
             except Problem as problem:
                 raise HTTPException(400, str(problem)) from None
             outputs = await batcher(inputs)
-        content, json_length = await run_in_threadpool(encode_infer, parsed, outputs)
+        content, json_length = await off_the_loop(
+            output_bytes(outputs), encode_infer, parsed, outputs
+        )
         if json_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream",

@@ -15,12 +15,11 @@ import msgspec
 import torch
 from fastapi import FastAPI, Request, Response
 from pydantic import create_model
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from .batching import Tensors
 from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed
-from .inference import MAX_ROWS, Inference
+from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import TensorSpec
 
@@ -127,8 +126,9 @@ def add_predict_route(app: FastAPI, inference: Inference) -> None:
         if media_type != "application/json":
             raise HTTPException(415, "send the inputs as application/json", CLOSE)
         async with inference.admitted(request) as (batcher, body):
-            inputs = await run_in_threadpool(parse_request, body)
+            inputs = await off_the_loop(len(body), parse_request, body)
             outputs = await batcher(inputs)
         return Response(
-            await run_in_threadpool(encode_answer, outputs), media_type="application/json"
+            await off_the_loop(output_bytes(outputs), encode_answer, outputs),
+            media_type="application/json",
         )
