@@ -254,3 +254,19 @@ def test_missing_checkpoint_fails_start_up(tmp_path):
     app = create_app(tmp_path / "none.pt")
     with pytest.raises(CheckpointError, match="train"), TestClient(app):
         pass
+
+
+def test_a_failed_warm_up_keeps_the_service_unready_with_the_reason(checkpoint, monkeypatch):
+    """TORCH_COMPILE=1 whose compiled model fails (no working compiler, say): unready, said why."""
+
+    class FailsWhenCalled(torch.nn.Module):
+        def forward(self, *inputs):
+            raise RuntimeError("no working C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **options: FailsWhenCalled())
+    settings = Settings(model_path=checkpoint, torch_compile=True)
+    with TestClient(create_app(checkpoint, device="cpu", settings=settings)) as test_client:
+        body = assert_error(test_client.get("/readyz"), 503)
+        assert body["detail"].startswith("the warm-up failed: no working C++ compiler")
+        assert "TORCH_COMPILE=1" in body["detail"]
+        assert_error(test_client.post("/predict", json=predict_json(random_inputs(1))), 503)

@@ -123,7 +123,10 @@ class Inference:
                 await self.batcher(MODEL.example_inputs(rows))
         except Exception as error:  # e.g. Inductor without a working compiler
             self.not_ready = f"the warm-up failed: {first_line(error)}"
+            if self.settings.torch_compile:
+                self.not_ready += " (TORCH_COMPILE=1: serve without it, or see the debug log)"
             log.error("not ready: %s", self.not_ready)
+            log.debug("the warm-up's error", exc_info=error)
             batcher, self.batcher = self.batcher, None
             await batcher.stop()
             return False
