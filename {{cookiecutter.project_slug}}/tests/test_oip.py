@@ -193,3 +193,20 @@ def test_other_routes_answer_in_the_protocol(live_url):
         sock.sendall(head.encode() + b" " * 1024)
         reply = b"".join(iter(lambda: sock.recv(65536), b"")).decode()  # it closes: read to the end
     assert reply.startswith("HTTP/1.1 413") and json.loads(reply.split("\r\n\r\n", 1)[1])["error"]
+
+
+def test_a_slow_infer_body_gets_408_and_shares_the_concurrency_limit(live_server):
+    """The protocol shares /predict's admission: a body that does not arrive holds one of
+    MAX_CONCURRENCY slots until BODY_TIMEOUT_S, then 408 {"error"} and the connection closes."""
+    base = live_server(max_concurrency=1, body_timeout_s=1)
+    body, header_length = binary_request()
+    head = (f"POST {INFER} HTTP/1.1\r\nHost: x\r\ncontent-length: {len(body)}\r\n"
+            f"inference-header-content-length: {header_length}\r\n\r\n")  # fmt: skip
+    with raw_connection(base) as slow:
+        slow.sendall(head.encode() + body[:5])  # and then nothing
+        status, answer = raw_infer(base, body, header_length)
+        assert status == 503 and set(answer) == {"error"}
+        reply = b"".join(iter(lambda: slow.recv(65536), b"")).decode()
+    assert reply.startswith("HTTP/1.1 408") and "connection: close" in reply.lower()
+    assert json.loads(reply.split("\r\n\r\n", 1)[1])["error"]
+    assert raw_infer(base, body, header_length)[0] == 200  # the slot is free again
