@@ -63,11 +63,7 @@ def main() -> None:
         expected = serving.expected_outputs(Path("/tmp/gpu.pt"), inputs)
         worst = 0.0
         for binary in (False, True):
-            infer_inputs = []
-            for spec in model.inputs:
-                infer_inputs.append(triton.InferInput(spec.name, list(inputs[spec.name].shape),
-                                                      spec.datatype))  # fmt: skip
-                infer_inputs[-1].set_data_from_numpy(inputs[spec.name].numpy(), binary_data=binary)
+            infer_inputs = serving.triton_inputs(inputs, binary)
             result = client.infer(model.name, infer_inputs)
             for spec in model.outputs:
                 got = torch.tensor(result.as_numpy(spec.name))

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import torch
+import tritonclient.http as triton
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.model import MODEL
@@ -103,6 +104,16 @@ def closed_by_server(sock: socket.socket, within_s: float) -> bool:
     return True
 
 
+def triton_inputs(inputs: Tensors, binary: bool) -> list[triton.InferInput]:
+    """The inputs as tritonclient's InferInputs, in JSON or as binary tensors."""
+    made = []
+    for spec in MODEL.inputs:
+        tensor = inputs[spec.name]
+        made.append(triton.InferInput(spec.name, list(tensor.shape), spec.datatype))
+        made[-1].set_data_from_numpy(tensor.numpy(), binary_data=binary)
+    return made
+
+
 def random_inputs(rows: int, seed: int = 0) -> Tensors:
     """`rows` rows of every input, random but valid (within each input's bound)."""
     generator = torch.Generator().manual_seed(seed)
@@ -142,22 +153,25 @@ def assert_answers(answer: dict, expected: Tensors) -> None:
         torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
 
 
-def body_with_first_value(token: str) -> str:
-    """A one-row /predict body whose first value is `token`, as written (e.g. NaN, "1", true)."""
+def one_row_body() -> tuple[dict, list]:
+    """A one-row /predict body, and the first innermost list of its first input (to change)."""
     body = predict_json(random_inputs(1))
     leaf = body[MODEL.inputs[0].name]
     while isinstance(leaf[0], list):
         leaf = leaf[0]
+    return body, leaf
+
+
+def body_with_first_value(token: str) -> str:
+    """A one-row /predict body whose first value is `token`, as written (e.g. NaN, "1", true)."""
+    body, leaf = one_row_body()
     leaf[0] = "__VALUE__"
     return json.dumps(body).replace('"__VALUE__"', token)
 
 
 def body_with_innermost_length(change: int) -> str:
     """A one-row /predict body whose first innermost list is `change` values longer."""
-    body = predict_json(random_inputs(1))
-    leaf = body[MODEL.inputs[0].name]
-    while isinstance(leaf[0], list):
-        leaf = leaf[0]
+    body, leaf = one_row_body()
     del leaf[len(leaf) + change :]
     leaf.extend([leaf[0]] * max(change, 0))
     return json.dumps(body)

@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.oip import tensor_bytes
 
-from serving import expected_outputs, random_inputs, raw_connection
+from serving import expected_outputs, random_inputs, raw_connection, triton_inputs
 
 INFER = f"/v2/models/{MODEL.name}/infer"
 
@@ -25,15 +25,6 @@ def client(live_url):
     client = triton.InferenceServerClient(live_url.removeprefix("http://"), network_timeout=30)
     yield client
     client.close()
-
-
-def triton_inputs(inputs: dict[str, torch.Tensor], binary: bool) -> list[triton.InferInput]:
-    made = []
-    for spec in MODEL.inputs:
-        tensor = inputs[spec.name]
-        made.append(triton.InferInput(spec.name, list(tensor.shape), spec.datatype))
-        made[-1].set_data_from_numpy(tensor.numpy(), binary_data=binary)
-    return made
 
 
 def test_live_ready_and_described(client):

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-Tensors = dict[str, torch.Tensor]
+from .seam import Tensors
+
 Predict = Callable[[Tensors], Tensors]
 
 

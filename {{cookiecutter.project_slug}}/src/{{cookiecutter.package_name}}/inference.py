@@ -16,12 +16,13 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .batching import MicroBatcher, Tensors
+from .batching import MicroBatcher
 from .checkpoint import first_line, load_for_serving
 from .gpu import Accelerator
 from .http_errors import CLOSE, RETRY_AFTER_S, read_body
 from .metrics import MODEL_LABELS, Metrics
 from .model import MODEL
+from .seam import Tensors
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

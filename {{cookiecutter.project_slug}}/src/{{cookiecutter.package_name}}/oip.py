@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -25,11 +26,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from . import __version__
-from .batching import Tensors
 from .http_errors import OipError
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
-from .seam import TensorSpec
+from .seam import Tensors, TensorSpec
 
 HEADER_LENGTH = "inference-header-content-length"
 # Path segments: bounded, so a contract test can also send ones that are not (400).
@@ -213,8 +213,26 @@ def decode_input(item: InferInput, binary: memoryview, offset: int) -> tuple[tor
     return from_binary(spec, item.shape, binary[offset : offset + size]), offset + size
 
 
-def parse_infer(body: bytes, header_length: str | None) -> tuple[InferRequest, Tensors]:
-    """An infer request and its inputs as tensors (in a worker thread). Raises Problem."""
+def checked_input(item: InferInput, binary: memoryview, offset: int) -> tuple[torch.Tensor, int]:
+    """decode_input, and the values checked against the input's spec."""
+    tensor, offset = decode_input(item, binary, offset)
+    if problem := MODEL.input(item.name).value_problem(tensor):
+        raise Problem(problem)
+    return tensor, offset
+
+
+@dataclass(frozen=True)
+class ParsedInfer:
+    """An infer request, checked: its inputs as tensors, the outputs it asks for (each with
+    whether it goes as binary) and its id."""
+
+    inputs: Tensors
+    outputs: list[tuple[TensorSpec, bool]]
+    id: str | None
+
+
+def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
+    """An infer request, checked (in a worker thread when large). Raises Problem."""
     header, binary = split_body(body, header_length)
     try:
         request = DECODER.decode(header)
@@ -224,9 +242,7 @@ def parse_infer(body: bytes, header_length: str | None) -> tuple[InferRequest, T
     for item in request.inputs:
         if item.name in inputs:
             raise Problem(f"input {item.name!r} given twice")
-        inputs[item.name], offset = decode_input(item, binary, offset)
-        if problem := MODEL.input(item.name).value_problem(inputs[item.name]):
-            raise Problem(problem)
+        inputs[item.name], offset = checked_input(item, binary, offset)
     if offset != len(binary):
         raise Problem(
             f"the binary data is {len(binary)} bytes; the inputs' sizes add up to {offset}"
@@ -235,8 +251,8 @@ def parse_infer(body: bytes, header_length: str | None) -> tuple[InferRequest, T
         raise Problem(f"missing input {', '.join(map(repr, missing))}")
     if len({len(t) for t in inputs.values()}) > 1:
         raise Problem("every input must have the same number of rows")
-    wanted_outputs(request)  # refuse unknown outputs before inference
-    return request, inputs
+    # Unknown outputs are refused here, before inference.
+    return ParsedInfer(inputs, wanted_outputs(request), request.id)
 
 
 def wanted_outputs(request: InferRequest) -> list[tuple[TensorSpec, bool]]:
@@ -260,10 +276,10 @@ def tensor_bytes(tensor: torch.Tensor) -> bytes:
     return ctypes.string_at(tensor.data_ptr(), tensor.numel() * tensor.element_size())
 
 
-def encode_infer(request: InferRequest, outputs: Tensors) -> tuple[bytes, int | None]:
+def encode_infer(parsed: ParsedInfer, outputs: Tensors) -> tuple[bytes, int | None]:
     """The response body and, when it carries binary data, the length of its JSON header."""
     entries, blobs = [], []
-    for spec, binary in wanted_outputs(request):
+    for spec, binary in parsed.outputs:
         tensor = outputs[spec.name]
         entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
                                  "shape": list(tensor.shape)}  # fmt: skip
@@ -274,8 +290,8 @@ def encode_infer(request: InferRequest, outputs: Tensors) -> tuple[bytes, int | 
             entry["data"] = tensor.flatten().tolist()
         entries.append(entry)
     answer: dict[str, Any] = {"model_name": MODEL.name, "model_version": MODEL.version}
-    if request.id is not None:
-        answer["id"] = request.id
+    if parsed.id is not None:
+        answer["id"] = parsed.id
     header = msgspec.json.encode({**answer, "outputs": entries})
     return (header + b"".join(blobs), len(header)) if blobs else (header, None)
 
@@ -357,10 +373,10 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
         async with inference.admitted(request) as (batcher, body):
             header_length = request.headers.get(HEADER_LENGTH)
             try:
-                parsed, inputs = await off_the_loop(len(body), parse_infer, body, header_length)
+                parsed = await off_the_loop(len(body), parse_infer, body, header_length)
             except Problem as problem:
                 raise HTTPException(400, str(problem)) from None
-            outputs = await batcher(inputs)
+            outputs = await batcher(parsed.inputs)
         content, json_length = await off_the_loop(
             output_bytes(outputs), encode_infer, parsed, outputs
         )

@@ -17,11 +17,10 @@ from fastapi import FastAPI, Request, Response
 from pydantic import create_model
 from starlette.exceptions import HTTPException
 
-from .batching import Tensors
 from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
-from .seam import TensorSpec
+from .seam import Tensors, TensorSpec
 
 
 def element_type(spec: TensorSpec, *, bounded: bool) -> Any:
