@@ -59,23 +59,32 @@ class RequestContext:
             return
         rid = request_id_of(scope)
         token = logs.request_id.set(rid)
-        status, started = 500, time.perf_counter()
+        status, started, counted = 500, time.perf_counter(), False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                # The route's template (/v2/models/{name}/infer), never the client's path: no
+                # client can grow the series.
+                route = getattr(scope.get("route"), "path", "other")
+                self.metrics.requests.labels(route, str(status)).inc()
+                elapsed = time.perf_counter() - started
+                self.metrics.latency.labels(route, str(status)).observe(elapsed)
 
         async def send_with_id(message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                count()  # before the last byte leaves: a client holding its answer sees it counted
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            # The route's template (/v2/models/{name}/infer), never the client's path: no client
-            # can grow the series.
-            route = getattr(scope.get("route"), "path", "other")
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route, str(status)).observe(time.perf_counter() - started)
+            count()  # a request that ended without an answer (a client that went, an error)
             logs.request_id.reset(token)
 
 
