@@ -8,21 +8,30 @@ from template_testing.commands import TEMPLATE
 PY_310_314 = ("3.10", "3.11", "3.12", "3.13", "3.14")
 PY_311_315 = ("3.11", "3.12", "3.13", "3.14", "3.15")
 
-# torch release: Python versions with wheels, CUDA builds ('auto' first, resolved), companions.
+# torch release: Python versions with wheels, CUDA builds ('auto' first, resolved), companions,
+# and what has linux/arm64 wheels (every build has linux/amd64 ones): torch's builds, and the
+# builds of a companion ("cpu" for torchvision; torchaudio none).
 EXPECTED = {
     "2.15.0": {"python": PY_311_315, "cuda": {"auto": "13.2", "13.2": "13.2"},
-               "torchvision": None, "torchaudio": None},
+               "torchvision": None, "torchaudio": None,
+               "arm64": {"torch": {"cpu", "13.2"}}},
     "2.14.1": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.2": "13.2", "13.0": "13.0", "12.6": "12.6"},
-               "torchvision": "0.29.1", "torchaudio": None},
+               "torchvision": "0.29.1", "torchaudio": None,
+               "arm64": {"torch": {"cpu", "13.0", "12.6"}, "torchvision": {"cpu"}}},
     "2.13.0": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.2": "13.2", "13.0": "13.0", "12.6": "12.6"},
-               "torchvision": "0.28.0", "torchaudio": None},
+               "torchvision": "0.28.0", "torchaudio": None,
+               "arm64": {"torch": {"cpu", "13.0", "12.6"}, "torchvision": {"cpu"}}},
     "2.12.1": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.2": "13.2", "13.0": "13.0", "12.6": "12.6"},
-               "torchvision": "0.27.1", "torchaudio": None},
+               "torchvision": "0.27.1", "torchaudio": None,
+               "arm64": {"torch": {"cpu", "13.0", "12.6"}, "torchvision": {"cpu"}}},
     "2.11.0": {"python": PY_310_314, "cuda": {"auto": "13.0", "13.0": "13.0", "12.8": "12.8", "12.6": "12.6"},
-               "torchvision": "0.26.0", "torchaudio": "2.11.0"},
+               "torchvision": "0.26.0", "torchaudio": "2.11.0",
+               "arm64": {"torch": {"cpu", "13.0", "12.8", "12.6"}, "torchvision": {"cpu"}, "torchaudio": set()}},
     "2.10.0": {"python": PY_310_314, "cuda": {"auto": "12.8", "13.0": "13.0", "12.8": "12.8", "12.6": "12.6"},
-               "torchvision": "0.25.0", "torchaudio": "2.10.0"},
+               "torchvision": "0.25.0", "torchaudio": "2.10.0",
+               "arm64": {"torch": {"cpu", "13.0", "12.8", "12.6"}, "torchvision": {"cpu"}, "torchaudio": set()}},
 }  # fmt: skip
+ARM64 = "linux/arm64"
 
 
 def supported() -> list[dict[str, str]]:
@@ -35,13 +44,25 @@ def supported() -> list[dict[str, str]]:
             combos += [
                 {**base, "accelerator": "cuda", "cuda_version": cuda} for cuda in facts["cuda"]
             ]
+        # linux/arm64 alone, for each build with arm64 wheels (the newest Python of the release).
+        newest = {"torch_version": torch, "python_version": facts["python"][-1], "platforms": ARM64}
+        combos += [
+            {**newest, "accelerator": "cpu", "cuda_version": "auto"}
+            if build == "cpu"
+            else {**newest, "accelerator": "cuda", "cuda_version": build}
+            for build in sorted(facts["arm64"]["torch"])
+        ]
     return combos
 
 
 def combo_id(combo: dict[str, str]) -> str:
     build = "cpu" if combo["accelerator"] == "cpu" else f"cuda-{combo['cuda_version']}"
     extras = "".join(f"+{k.removeprefix('include_')}" for k, v in combo.items() if v == "yes")
-    return f"torch{combo['torch_version']}-py{combo['python_version']}-{build}{extras}"
+    platforms = combo.get("platforms", "auto")
+    arch = (
+        "" if platforms == "auto" else "-" + "+".join(p.split("/")[1] for p in platforms.split(","))
+    )
+    return f"torch{combo['torch_version']}-py{combo['python_version']}-{build}{extras}{arch}"
 
 
 # Answers that must be refused, each with a fragment the one error message must contain.
@@ -63,6 +84,35 @@ UNSUPPORTED = [
     ({"accelerator": "cpu", "cuda_version": "13.0"}, "needs accelerator 'cuda'"),
     ({"torch_version": "2.13.0", "include_torchaudio": "yes"}, "torchaudio has no release"),
     ({"torch_version": "2.15.0", "include_torchvision": "yes"}, "torchvision has no release"),
+    (
+        {
+            "torch_version": "2.14.1",
+            "accelerator": "cuda",
+            "cuda_version": "13.2",
+            "platforms": ARM64,
+        },
+        "CUDA 13.2 build has no linux/arm64 wheels of torch; choose platforms from: linux/amd64; "
+        "or cuda_version from: 13.0, 12.6",
+    ),
+    (
+        {
+            "torch_version": "2.11.0",
+            "include_torchaudio": "yes",
+            "platforms": "linux/amd64,linux/arm64",
+        },
+        "no linux/arm64 wheels of torchaudio",
+    ),
+    (
+        {
+            "torch_version": "2.13.0",
+            "accelerator": "cuda",
+            "include_torchvision": "yes",
+            "platforms": ARM64,
+        },
+        "CUDA 13.0 build has no linux/arm64 wheels of torchvision",
+    ),
+    ({"platforms": "linux/s390x"}, "platforms 'linux/s390x' is not valid"),
+    ({"platforms": "arm64"}, "a comma list of: linux/amd64, linux/arm64"),
     ({"torch_version": "2.9.1"}, "2.9.1"),
     ({"python_version": "3.9"}, "3.9"),
     ({"accelerator": "rocm"}, "rocm"),
@@ -81,9 +131,12 @@ UNSUPPORTED = [
 
 
 # Image builds: each option the template offers appears in at least one (one option at a time,
-# as cookiecutter-django does), so every Python, torch release, CUDA build, accelerator and
-# companion is built and run. Missing answers take cookiecutter.json's defaults: {} is what a
-# user who presses enter gets. The first three build through the offline fallback too.
+# as cookiecutter-django does), so every Python, torch release, CUDA build, accelerator,
+# companion and platform is built and run. Missing answers take cookiecutter.json's defaults: {}
+# is what a user who presses enter gets. A build answered for every platform is built for the
+# host's; one answered linux/arm64 alone is built for arm64 (natively on GitHub's arm runners,
+# under QEMU emulation elsewhere). The first three and the two arm64 ones build through the
+# offline fallback too (arm64 there: PyPI's aarch64 wheels, the CPU build only up to 2.10.0).
 BUILDS = [
     # compiled: also build the runtime-compile target and serve through torch.compile.
     {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu", "compiled": "yes"},
@@ -124,6 +177,13 @@ BUILDS = [
         "cuda_version": "12.6",
         "include_torchaudio": "yes",
     },
+    {"torch_version": "2.10.0", "python_version": "3.11", "accelerator": "cpu", "platforms": ARM64},
+    {
+        "torch_version": "2.14.1",
+        "python_version": "3.11",
+        "accelerator": "cuda",
+        "platforms": ARM64,
+    },
 ]
 
 
@@ -131,7 +191,7 @@ def with_defaults(answers: dict[str, str]) -> dict[str, str]:
     """The answers a bake with these --no-input values ends up with, for the build options."""
     defaults = json.loads((TEMPLATE / "cookiecutter.json").read_text())
     keys = ("torch_version", "python_version", "accelerator", "cuda_version",
-            "include_torchvision", "include_torchaudio")  # fmt: skip
+            "include_torchvision", "include_torchaudio", "platforms")  # fmt: skip
     # A choice's default is its first item; python_version is text (see cookiecutter.json).
     first = {key: d if isinstance(d, str) else d[0] for key, d in defaults.items() if key in keys}
     return {key: answers.get(key, first[key]) for key in keys}
@@ -141,6 +201,11 @@ def build_id(answers: dict[str, str]) -> str:
     return combo_id(with_defaults(answers))
 
 
+def runner(answers: dict[str, str]) -> str:
+    """The GitHub runner that builds it natively: arm64 builds on GitHub's arm runners."""
+    return "ubuntu-24.04-arm" if answers.get("platforms") == ARM64 else "ubuntu-24.04"
+
+
 if __name__ == "__main__":
     # The template's workflow builds its image matrix from this: one job per build.
-    print(json.dumps([build_id(build) for build in BUILDS]))
+    print(json.dumps([{"build": build_id(b), "runner": runner(b)} for b in BUILDS]))

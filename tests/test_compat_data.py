@@ -5,10 +5,10 @@ import json
 import re
 
 import pytest
-from combinations import BUILDS, EXPECTED, with_defaults
+from combinations import ARM64, BUILDS, EXPECTED, with_defaults
 
 from template_testing.commands import TEMPLATE
-from torch_compat import AUTO_CUDA, CompatError, load, readme_table
+from torch_compat import AUTO_CUDA, AUTO_PLATFORMS, CPU_BUILD, CompatError, load, readme_table
 
 COMPAT = load()
 CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
@@ -23,12 +23,13 @@ def minor(version: str) -> tuple[int, int]:
 def test_every_fact_names_a_known_source():
     sources = COMPAT.raw["sources"]
     for release in COMPAT.raw["torch"]:
-        for key in ("python", "cuda_builds", "pypi_cuda", "torchvision", "torchaudio"):
-            cited = release[f"{key}_source"]
-            assert cited.split(":")[0] in sources, f"{release['version']} {key}: {cited}"
-    for table in ("python", "cuda"):
-        for facts in COMPAT.raw[table].values():
-            assert facts["source"] in sources
+        for key in ("python", "cuda_builds", "pypi_cuda", "torchvision", "torchaudio", "arm64"):
+            cited_all = release[f"{key}_source"]
+            for cited in cited_all.split("; ") if key == "arm64" else [cited_all]:
+                assert cited.split(":")[0] in sources, f"{release['version']} {key}: {cited}"
+    for table in ("python", "cuda", "platforms"):
+        for name, facts in COMPAT.raw[table].items():
+            assert name.startswith("$") or facts["source"] in sources
 
 
 def test_releases_are_the_six_newest_minors_newest_first_at_one_patch_each():
@@ -51,6 +52,15 @@ def test_release_facts_are_internally_consistent():
         if r.torchaudio:
             assert minor(r.torchaudio) == minor(r.version), r.version
             assert minor(r.version) <= (2, 11), "torchaudio has no release after 2.11.0"
+        # arm64 has a subset of the builds, a companion only where it has a release, and
+        # PyPI's aarch64 wheel is one of them (the offline fallback serves it as that build).
+        builds = {CPU_BUILD, *r.cuda_builds}
+        assert set(r.arm64) <= {"torch", "torchvision", "torchaudio"}, r.version
+        for package, arm64_builds in r.arm64.items():
+            assert set(arm64_builds) <= builds, (r.version, package)
+            assert package == "torch" or getattr(r, package), (r.version, package)
+        assert r.pypi_arm64 in r.arm64["torch"], r.version
+        assert r.pypi_arm64 == (CPU_BUILD if minor(r.version) <= (2, 10) else r.pypi_cuda)
 
 
 def test_data_matches_the_hand_written_expectations():
@@ -61,6 +71,26 @@ def test_data_matches_the_hand_written_expectations():
         assert expected["cuda"][AUTO_CUDA] == r.recommended_cuda
         assert set(expected["cuda"]) - {AUTO_CUDA} == set(r.cuda_builds)
         assert (r.torchvision, r.torchaudio) == (expected["torchvision"], expected["torchaudio"])
+        for package in ("torch", "torchvision", "torchaudio"):
+            assert set(r.builds_on(ARM64, package)) == expected["arm64"].get(package, set())
+            every_build = (
+                {CPU_BUILD, *r.cuda_builds} if package == "torch" or getattr(r, package) else set()
+            )
+            assert set(r.builds_on("linux/amd64", package)) == every_build
+
+
+def test_platforms_default_to_every_one_with_wheels():
+    answers = {"torch_version": "2.14.1", "python_version": "3.12", "accelerator": "cuda"}
+    assert COMPAT.plan(answers).platforms == ("linux/amd64", ARM64)
+    assert COMPAT.plan({**answers, "cuda_version": "13.2"}).platforms == ("linux/amd64",)
+    cpu = {**answers, "accelerator": "cpu", "torch_version": "2.11.0"}
+    assert COMPAT.plan({**cpu, "include_torchvision": "yes"}).platforms == ("linux/amd64", ARM64)
+    assert COMPAT.plan({**cpu, "include_torchaudio": "yes"}).platforms == ("linux/amd64",)
+    assert COMPAT.plan({**cpu, "platforms": " linux/arm64 , linux/amd64"}).platforms == (
+        ARM64,
+        "linux/amd64",
+    )
+    assert [COMPAT.machine(p) for p in COMPAT.platforms] == ["x86_64", "aarch64"]
 
 
 def test_cookiecutter_choices_offer_exactly_the_data():
@@ -72,6 +102,8 @@ def test_cookiecutter_choices_offer_exactly_the_data():
     assert CHOICES["cuda_version"][0] == AUTO_CUDA
     assert sorted(CHOICES["cuda_version"][1:]) == sorted(COMPAT.cuda_versions)
     assert CHOICES["accelerator"] == ["cpu", "cuda"]
+    assert CHOICES["platforms"] == AUTO_PLATFORMS
+    assert all(p in CHOICES["__prompts__"]["platforms"] for p in COMPAT.platforms)
     # The defaults (first choices) make a project that exists.
     COMPAT.plan(
         {key: CHOICES[key][0] for key in ("torch_version", "accelerator")}
@@ -116,4 +148,8 @@ def test_image_builds_cover_every_option():
         assert {b[key] for b in builds} == set(CHOICES[key]), key
     for key in ("include_torchvision", "include_torchaudio"):
         assert {b[key] for b in builds} == {"yes", "no"}, key
+    # arm64 alone, a CPU and a CUDA build; the others take every platform (built for the host's).
+    arm64 = [COMPAT.plan(b) for b in builds if b["platforms"] == ARM64]
+    assert {p.accelerator for p in arm64} == {"cpu", "cuda"}
+    assert {b["platforms"] for b in builds} == {AUTO_PLATFORMS, ARM64}
     assert 8 <= len(builds) <= 12

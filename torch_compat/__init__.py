@@ -14,6 +14,9 @@ from pathlib import Path
 DATA_FILE = Path(__file__).with_name("releases.json")
 ANSWERS_FILE = Path(__file__).resolve().parents[1] / "cookiecutter.json"
 AUTO_CUDA = "auto"
+AUTO_PLATFORMS = "auto"  # every Linux platform the chosen build and companions have wheels for
+CPU_BUILD = "cpu"  # a build's name in the data: "cpu" or a CUDA version
+COMPANIONS = ("torchvision", "torchaudio")
 PYPI_SIMPLE = "https://pypi.org/simple/"  # what an empty package_index_url answer means
 
 
@@ -35,6 +38,16 @@ class TorchRelease:
     pypi_cuda: str
     torchvision: str | None
     torchaudio: str | None
+    arm64: dict[str, tuple[str, ...]]  # package -> builds with linux/arm64 wheels
+    pypi_arm64: str  # the build PyPI's aarch64 wheels are: "cpu" or a CUDA version
+
+    def builds_on(self, platform: str, package: str) -> tuple[str, ...]:
+        """The builds ("cpu", CUDA versions) of `package` with wheels for `platform`."""
+        if package != "torch" and getattr(self, package) is None:
+            return ()
+        if platform == "linux/arm64":
+            return self.arm64.get(package) or ()
+        return (CPU_BUILD, *self.cuda_builds)  # linux/amd64: every build (see releases.json)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class TorchPlan:
     package_index: str  # the simple index for every other package: the answer, or PyPI
     min_linux_driver: str | None
     debian_release: str
+    platforms: tuple[str, ...] = ("linux/amd64",)  # Docker platforms, e.g. linux/arm64
 
     @property
     def index_url(self) -> str:
@@ -84,6 +98,8 @@ class Compat:
                 pypi_cuda=r["pypi_cuda"],
                 torchvision=r["torchvision"],
                 torchaudio=r["torchaudio"],
+                arm64={k: tuple(v) for k, v in r["arm64"].items() if v is not None},
+                pypi_arm64=r["pypi_arm64"],
             )
             for r in self.raw["torch"]
         ]
@@ -91,6 +107,14 @@ class Compat:
     @property
     def python_versions(self) -> list[str]:
         return list(self.raw["python"])
+
+    @property
+    def platforms(self) -> list[str]:
+        return [p for p in self.raw["platforms"] if not p.startswith("$")]
+
+    def machine(self, platform: str) -> str:
+        """The Linux machine name (`uname -m`) of a Docker platform: linux/arm64 -> aarch64."""
+        return self.raw["platforms"][platform]["machine"]
 
     @property
     def cuda_versions(self) -> list[str]:
@@ -148,6 +172,12 @@ class Compat:
                     f"{name} has no release for torch {release.version}; set include_{name}=no "
                     f"or choose torch_version from: {', '.join(having)}"
                 )
+        build = cuda or CPU_BUILD
+        companions = {"torchvision": with_torchvision, "torchaudio": with_torchaudio}
+        packages = ["torch", *(name for name in COMPANIONS if companions[name])]
+        platforms = self.platforms_for(
+            release, build, packages, answers.get("platforms", AUTO_PLATFORMS)
+        )
         if not torch_index_url.strip():
             raise CompatError(
                 f"torch_index_url is empty; the default is {default_answer('torch_index_url')}"
@@ -164,7 +194,45 @@ class Compat:
             package_index=answers.get("package_index_url") or PYPI_SIMPLE,
             min_linux_driver=driver,
             debian_release=self.raw["python"][python_version]["debian_release"],
+            platforms=platforms,
         )
+
+    def platforms_for(
+        self, release: TorchRelease, build: str, packages: list[str], answer: str
+    ) -> tuple[str, ...]:
+        """The platforms answer ('auto' or a comma list) checked against the wheels of `build`
+        of `packages`; raises CompatError naming what is missing and the valid choices."""
+        having = [
+            p for p in self.platforms if all(build in release.builds_on(p, n) for n in packages)
+        ]
+        if answer.strip() == AUTO_PLATFORMS:
+            return tuple(having)
+        asked = [p.strip() for p in answer.split(",") if p.strip()]
+        unknown = [p for p in asked if p not in self.platforms]
+        if unknown or not asked:
+            raise CompatError(
+                f"platforms {answer!r} is not valid; answer {AUTO_PLATFORMS} or a comma list of: "
+                f"{', '.join(self.platforms)}"
+            )
+        for platform in asked:
+            missing = [n for n in packages if build not in release.builds_on(platform, n)]
+            if missing:
+                what = "CPU" if build == CPU_BUILD else f"CUDA {build}"
+                others = [c for c in release.builds_on(platform, "torch") if c != CPU_BUILD]
+                hint = f"choose platforms from: {', '.join(having)}"
+                if missing == ["torch"] and others:
+                    hint += (
+                        f"; or cuda_version from: {', '.join(others)} (they have {platform} wheels)"
+                    )
+                elif missing != ["torch"]:
+                    hint += "; or " + " and ".join(
+                        f"include_{n}=no" for n in missing if n != "torch"
+                    )
+                raise CompatError(
+                    f"torch {release.version}'s {what} build has no {platform} wheels of "
+                    f"{', '.join(missing)}; {hint}"
+                )
+        return tuple(dict.fromkeys(asked))
 
 
 def load(path: Path = DATA_FILE) -> Compat:

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from torch_compat import load
+from torch_compat import CPU_BUILD, load
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- compat-table:begin (python -m torch_compat.readme_table --write) -->"
@@ -14,14 +14,22 @@ def table() -> str:
     compat = load()
     rows = [
         "| torch | Python | CUDA builds (auto = recommended) | PyPI's default build"
-        " | torchvision | torchaudio |",
-        "| --- | --- | --- | --- | --- | --- |",
+        " | torchvision | torchaudio | linux/arm64 wheels |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in compat.releases:
         cuda = ", ".join(f"**{c}**" if c == r.recommended_cuda else c for c in r.cuda_builds)
+        pypi = f"CUDA {r.pypi_cuda}"
+        if r.pypi_arm64 != r.pypi_cuda:
+            pypi += f" (aarch64: {build_name(r.pypi_arm64)})"
+        arm64 = ", ".join(build_name(b) for b in r.arm64["torch"])
+        for companion in ("torchvision", "torchaudio"):
+            if getattr(r, companion):
+                builds = ", ".join(map(build_name, r.builds_on("linux/arm64", companion)))
+                arm64 += f"; {companion}: {builds or 'none'}"
         rows.append(
-            f"| {r.version} | {r.python[0]} to {r.python[-1]} | {cuda} | CUDA {r.pypi_cuda} "
-            f"| {r.torchvision or '—'} | {r.torchaudio or '—'} |"
+            f"| {r.version} | {r.python[0]} to {r.python[-1]} | {cuda} | {pypi} "
+            f"| {r.torchvision or '—'} | {r.torchaudio or '—'} | {arm64} |"
         )
     drivers = ", ".join(
         f"CUDA {cuda} ≥ {facts['min_linux_driver']}" for cuda, facts in compat.raw["cuda"].items()
@@ -31,9 +39,16 @@ def table() -> str:
         f"Minimum NVIDIA Linux driver: {drivers}.",
         "— : no release exists (torchaudio published nothing after 2.11.0; no torchvision pins "
         "torch 2.15 yet).",
+        "linux/amd64 has wheels of every build above. The `platforms` answer (default: every "
+        "platform with wheels for the chosen build and companions) is checked against the last "
+        "column.",
         f"Facts checked on {compat.raw['checked_on']}; sources: `torch_compat/releases.json`.",
     ]
     return "\n".join(rows + notes)
+
+
+def build_name(build: str) -> str:
+    return "CPU" if build == CPU_BUILD else f"CUDA {build}"
 
 
 def main() -> None:
