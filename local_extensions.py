@@ -31,6 +31,11 @@ class TorchPlanExtension(Extension):
         # Absolute, unlike cookiecutter._repo_dir: the hooks run from the project folder.
         environment.globals["template_root"] = str(Path(__file__).resolve().parent)
         environment.globals["tools"] = tools.pins()  # {{ tools.poetry }}, {{ tools.uv }}, ...
+        compat = load()
+        # {{ github_runners["linux/arm64"] }}: the runner that builds a platform natively.
+        environment.globals["github_runners"] = {
+            p: compat.github_runner(p) for p in compat.platforms
+        }
         hooks_log = logging.getLogger("cookiecutter.hooks")
         if not any(isinstance(f, NoHookTraceback) for f in hooks_log.filters):
             hooks_log.addFilter(NoHookTraceback())

@@ -4,6 +4,7 @@ named in torch_compat/releases.json, so the tests check the data rather than res
 import json
 
 from template_testing.commands import TEMPLATE
+from torch_compat import load
 
 PY_310_314 = ("3.10", "3.11", "3.12", "3.13", "3.14")
 PY_311_315 = ("3.11", "3.12", "3.13", "3.14", "3.15")
@@ -203,7 +204,7 @@ def build_id(answers: dict[str, str]) -> str:
 
 def runner(answers: dict[str, str]) -> str:
     """The GitHub runner that builds it natively: arm64 builds on GitHub's arm runners."""
-    return "ubuntu-24.04-arm" if answers.get("platforms") == ARM64 else "ubuntu-24.04"
+    return load().github_runner(ARM64 if answers.get("platforms") == ARM64 else "linux/amd64")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,17 @@ def schema_valid(project: Path, schema: str, *files: str) -> None:
     sh(tool("check-jsonschema"), "--builtin-schema", schema, *files, cwd=project)
 
 
+RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
+
+
+def expected_platforms(combo: dict[str, str], cuda: str | None) -> list[str]:
+    """The answer, or every platform with wheels of the build (companions are not asked here)."""
+    if combo.get("platforms", "auto") != "auto":
+        return combo["platforms"].split(",")
+    arm64 = EXPECTED[combo["torch_version"]]["arm64"]["torch"]
+    return ["linux/amd64"] + (["linux/arm64"] if (cuda or "cpu") in arm64 else [])
+
+
 @pytest.mark.parametrize("combo", supported(), ids=combo_id)
 def test_bakes_clean(bake, combo):
     project = bake(**combo, include_torchvision="no", include_torchaudio="no")
@@ -81,7 +92,16 @@ def test_bakes_clean(bake, combo):
     sh(tool("hadolint"), "--failure-threshold", "style", "Dockerfile", cwd=project)  # any finding
     compose_files = ["compose.yaml"] + (["compose.gpu.yaml"] if cuda else [])
     schema_valid(project, "vendor.compose-spec", *compose_files)
-    schema_valid(project, "vendor.github-workflows", ".github/workflows/ci.yml")
+    workflows = [".github/workflows/ci.yml", ".github/workflows/release.yml"]
+    schema_valid(project, "vendor.github-workflows", *workflows)
+    platforms = expected_platforms(combo, cuda)
+    for workflow in workflows:  # each platform built on a runner of its own architecture
+        jobs = yaml.safe_load((project / workflow).read_text())["jobs"]
+        matrix = jobs["image"]["strategy"]["matrix"]["include"]
+        assert [(m["platform"], m["runner"]) for m in matrix] == [
+            (p, RUNNERS[p]) for p in platforms
+        ]
+    assert f"for {' and '.join(platforms)}." in dockerfile
     schema_valid(project, "vendor.dependabot", ".github/dependabot.yml")
     workflows_clean(project)
     manifests = manifests_valid(project)
@@ -218,3 +238,21 @@ def test_one_version_of_each_tool_for_image_ci_and_template(bake):
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     assert workflow["env"]["POETRY_VERSION"] == pins["poetry"]
     assert f"Poetry {pins['poetry']}" in (project / "README.md").read_text()
+
+
+def test_release_pushes_one_multi_platform_image_with_attestations(bake):
+    """release.yml: each platform pushed by digest from its own runner, then one manifest list;
+    SBOM and max provenance on every image; write access to packages only where it pushes."""
+    project = bake(torch_version="2.14.1", python_version="3.12", accelerator="cuda")
+    release = yaml.safe_load((project / ".github/workflows/release.yml").read_text())
+    assert release[True] == {"push": {"tags": ["v*"]}}  # YAML 1.1 reads the key `on` as true
+    assert release["permissions"] == {"contents": "read"}
+    image, manifest = release["jobs"]["image"], release["jobs"]["manifest"]
+    (build,) = [s for s in image["steps"] if s.get("id") == "build"]
+    assert build["with"]["sbom"] is True and build["with"]["provenance"] == "mode=max"
+    assert "push-by-digest=true" in build["with"]["outputs"]
+    assert build["with"]["platforms"] == "${{ matrix.platform }}"
+    assert manifest["needs"] == "image"
+    assert "docker buildx imagetools create" in manifest["steps"][-1]["run"]
+    for job in (image, manifest):
+        assert job["permissions"] == {"contents": "read", "packages": "write"}

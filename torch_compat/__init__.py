@@ -116,6 +116,10 @@ class Compat:
         """The Linux machine name (`uname -m`) of a Docker platform: linux/arm64 -> aarch64."""
         return self.raw["platforms"][platform]["machine"]
 
+    def github_runner(self, platform: str) -> str:
+        """The GitHub-hosted runner that builds `platform` natively."""
+        return self.raw["platforms"][platform]["github_runner"]
+
     @property
     def cuda_versions(self) -> list[str]:
         return list(self.raw["cuda"])
