@@ -9,9 +9,11 @@ docker.io with buildx and compose, on a Debian or Ubuntu machine, as root).
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
 from .commands import TEMPLATE, sh
 from .network import Network
@@ -20,6 +22,10 @@ INSTALL_ENGINE = "TDT_INSTALL_ENGINE"
 SCRIPTS = TEMPLATE / "scripts"
 # Offline stand-ins for python:X.Y-slim-RELEASE: the Debian release whose python3 is X.Y.
 DEBIAN_PYTHON = {"3.11": "bookworm", "3.13": "trixie"}
+HOST_MACHINE = platform.machine()  # x86_64, aarch64: what runs without emulation
+# QEMU 7.2 shows emulated arm64 programs the x86 host's /proc/cpuinfo, on which CUDA torch
+# segfaults at import: emulated test containers get an arm64 one (a Neoverse N1's) instead.
+EMULATED_CPUINFO = {"aarch64": Path(__file__).with_name("probes") / "arm64-cpuinfo"}
 
 
 class EngineMissing(AssertionError):
@@ -75,16 +81,53 @@ def ensure_engine(env: Mapping[str, str] = os.environ, client: str | None = None
         raise EngineMissing(f"installed a Docker engine, but still missing: {problems}")
 
 
-def base_image(python: str, debian_release: str) -> str:
-    return f"python:{python}-slim-{debian_release}"
+def emulation_problem(machine: str) -> str | None:
+    """Why containers of `machine` cannot run here, or None (native, or a QEMU handler)."""
+    if machine == HOST_MACHINE:
+        return None
+    entry = Path(f"/proc/sys/fs/binfmt_misc/qemu-{machine}")
+    if entry.is_file() and entry.read_text().splitlines()[:1] == ["enabled"]:
+        return None
+    return f"no QEMU binfmt handler for {machine} on this {HOST_MACHINE} host"
 
 
-def missing_base_image(network: Network, python: str, debian_release: str) -> str | None:
+def ensure_emulation(machine: str, env: Mapping[str, str] = os.environ) -> None:
+    """Containers of another architecture run under QEMU user emulation; install it only where
+    allowed (as for the engine). Raises, never skips."""
+    problem = emulation_problem(machine)
+    if not problem:
+        return
+    if not may_install(env):
+        raise EngineMissing(
+            f"{problem}: `docker run --privileged --rm tonistiigi/binfmt --install all` registers "
+            f"one; {INSTALL_ENGINE}=1 lets the tests install Debian's qemu-user-static (as root)"
+        )
+    print(f"template_testing: {problem}; installing QEMU user emulation")
+    sh("bash", str(SCRIPTS / "ensure-emulation.sh"), machine, timeout=900)
+
+
+def stand_in_repository(arch: str | None = None) -> str:
+    """The offline stand-ins' python repository: python for the host's architecture, tdt-ARCH/python
+    for another (the engine's image store keeps one platform per tag; see seed-base-images.sh)."""
+    return "python" if arch in (None, dpkg_arch(HOST_MACHINE)) else f"tdt-{arch}/python"
+
+
+def dpkg_arch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}[machine]
+
+
+def base_image(python: str, debian_release: str, arch: str | None = None) -> str:
+    return f"{stand_in_repository(arch)}:{python}-slim-{debian_release}"
+
+
+def missing_base_image(
+    network: Network, python: str, debian_release: str, arch: str | None = None
+) -> str | None:
     """Why the base image cannot be had on this host, or None: online it is pulled by the build;
     offline only the Debian stand-ins exist."""
     if not network.offline or DEBIAN_PYTHON.get(python) == debian_release:
         return None
-    if image_present(base_image(python, debian_release)):
+    if image_present(base_image(python, debian_release, arch)):
         return None
     stand_ins = ", ".join(base_image(p, r) for p, r in DEBIAN_PYTHON.items())
     return (
@@ -98,13 +141,15 @@ def image_present(image: str) -> bool:
     return done.returncode == 0
 
 
-def ensure_base_image(network: Network, python: str, debian_release: str) -> None:
+def ensure_base_image(
+    network: Network, python: str, debian_release: str, arch: str | None = None
+) -> None:
     """Offline: build the stand-in from Debian packages unless it is there (a no-op online)."""
     if network.offline:
         sh(
             "bash",
             str(SCRIPTS / "seed-base-images.sh"),
-            f"{python}:{debian_release}",
+            f"{python}:{debian_release}:{arch or dpkg_arch(HOST_MACHINE)}",
             env={"DOCKER": docker()},
             timeout=900,
         )

@@ -12,7 +12,18 @@ from pathlib import Path
 from torch_compat import PYPI_SIMPLE, TorchPlan, load
 
 from .commands import TEMPLATE, sh, tool
-from .engine import docker, ensure_base_image, ensure_engine, ensure_space, missing_base_image
+from .engine import (
+    EMULATED_CPUINFO,
+    HOST_MACHINE,
+    docker,
+    dpkg_arch,
+    ensure_base_image,
+    ensure_emulation,
+    ensure_engine,
+    ensure_space,
+    missing_base_image,
+    stand_in_repository,
+)
 from .network import Network, ca_bundle, this_host
 from .wheel_index import WheelIndex
 
@@ -22,10 +33,48 @@ TRITON_VENDORED_CUPTI = "/triton/backends/nvidia/lib/cupti"
 CUDA_PROBE = Path(__file__).with_name("probes") / "cuda_libraries.py"
 
 
+def host_platform() -> str:
+    """The Docker platform this host runs natively: linux/amd64 or linux/arm64."""
+    compat = load()
+    (platform,) = [p for p in compat.platforms if compat.machine(p) == HOST_MACHINE]
+    return platform
+
+
+def build_platform(plan: TorchPlan) -> str:
+    """The platform a test builds a plan for: the host's where the plan has it, else its first."""
+    return host_platform() if host_platform() in plan.platforms else plan.platforms[0]
+
+
+def image_machine(image: str) -> str:
+    arch = sh(docker(), "image", "inspect", "--format", "{{.Architecture}}", image).strip()
+    return {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+
+
+def run_flags(image: str) -> list[str]:
+    """`docker run` flags for the image: none natively; under emulation its platform and an
+    arm64 /proc/cpuinfo (engine.EMULATED_CPUINFO)."""
+    machine = image_machine(image)
+    if machine == HOST_MACHINE:
+        return []
+    return ["--platform", f"linux/{dpkg_arch(machine)}",
+            "-v", f"{EMULATED_CPUINFO[machine]}:/proc/cpuinfo:ro"]  # fmt: skip
+
+
+def docker_run(
+    image: str, *args: str, entrypoint: str | None = None, volume: str | None = None
+) -> str:
+    """`docker run --rm` the image (emulated where it must be); its output."""
+    cmd = [docker(), "run", "--rm", *run_flags(image)]
+    if entrypoint:
+        cmd += ["--entrypoint", entrypoint]
+    if volume:
+        cmd += ["-v", volume]
+    return sh(*cmd, image, *args)
+
+
 def cuda_libraries(image: str) -> dict[str, list[str]]:
     """Every CUDA shared library in the image: {library: [paths]}."""
-    probe = CUDA_PROBE.read_text()
-    return json.loads(sh(docker(), "run", "--rm", "--entrypoint", "python", image, "-c", probe))
+    return json.loads(docker_run(image, "-c", CUDA_PROBE.read_text(), entrypoint="python"))
 
 
 def libraries_twice(found: dict[str, list[str]], ignore: str | None = None) -> dict[str, list[str]]:
@@ -38,9 +87,7 @@ def libraries_twice(found: dict[str, list[str]], ignore: str | None = None) -> d
 
 
 def venv_bytes(image: str) -> int:
-    return int(
-        sh(docker(), "run", "--rm", "--entrypoint", "du", image, "-sb", "/opt/venv").split()[0]
-    )
+    return int(docker_run(image, "-sb", "/opt/venv", entrypoint="du").split()[0])
 
 
 def image_size(tag: str) -> int:
@@ -49,7 +96,7 @@ def image_size(tag: str) -> int:
 
 def train_into(image: str, volume: str, *args: str) -> str:
     """Run the image's training with the named volume as its artifacts folder; its output."""
-    return sh(docker(), "run", "--rm", "-v", f"{volume}:/app/artifacts", image, "train", *args)
+    return docker_run(image, "train", *args, volume=f"{volume}:/app/artifacts")
 
 
 def free_port() -> int:
@@ -70,6 +117,7 @@ class BakedProject:
     package: str
     tag: str
     network: Network
+    platform: str  # the Docker platform its images are built for, e.g. linux/arm64
 
     @property
     def plan(self) -> TorchPlan:
@@ -85,7 +133,7 @@ class BakedProject:
             f"from {self.package}.model import N_CLASSES, N_FEATURES; "
             "print(json.dumps(class_centers(N_CLASSES, N_FEATURES).tolist()))"
         )
-        return json.loads(sh(docker(), "run", "--rm", "--entrypoint", "python", image, "-c", probe))
+        return json.loads(docker_run(image, "-c", probe, entrypoint="python"))
 
     def build(self, target: str = "runtime", tag: str | None = None, **build_args: str) -> str:
         tag = tag or f"{self.tag}-{target}"
@@ -95,17 +143,48 @@ class BakedProject:
     def build_log(self, target: str, tag: str, **build_args: str) -> str:
         """Build `target` as `tag`; return BuildKit's plain progress log."""
         args = [f"--build-arg={name}={value}" for name, value in build_args.items()]
-        return self.docker_build("--target", target, "-t", tag, *args)
+        return self.docker_build("--target", target, "-t", tag, *self.platform_args(), *args)
+
+    @property
+    def emulated(self) -> bool:
+        return self.platform != host_platform()
+
+    def platform_args(self) -> list[str]:
+        """Build for the project's platform; offline, another architecture's base image is
+        the Debian stand-in of engine.stand_in_repository (through the PYTHON_IMAGE argument)."""
+        if not self.emulated:
+            return []
+        args = ["--platform", self.platform]
+        if self.network.offline:
+            arch = self.platform.split("/")[1]
+            args.append(f"--build-arg=PYTHON_IMAGE={stand_in_repository(arch)}")
+        return args
 
     def compose_env(self, api_port: int) -> dict[str, str]:
         """The environment compose.yaml reads: the API port, and this host's CA bundle and build
         network, so `docker compose build` works here as `docker build` does. The indexes are
         the project's answers, compose.yaml's defaults."""
-        return {
+        env = {
             "API_PORT": str(api_port),
             "CA_BUNDLE": ca_bundle() or "",
             "BUILD_NETWORK": "host" if self.network.offline else "default",
         }
+        if self.emulated:  # compose builds and runs for the project's platform
+            env["DOCKER_DEFAULT_PLATFORM"] = self.platform
+            if self.network.offline:
+                env["PYTHON_IMAGE"] = stand_in_repository(self.platform.split("/")[1])
+        return env
+
+    def compose_files(self) -> list[str]:
+        """compose.yaml, and under emulation an override that gives every service the arm64
+        /proc/cpuinfo (run_flags), written beside it."""
+        if not self.emulated:
+            return ["-f", "compose.yaml"]
+        cpuinfo = EMULATED_CPUINFO[load().machine(self.platform)]
+        mount = {"volumes": [f"{cpuinfo}:/proc/cpuinfo:ro"]}
+        override = self.path / "compose.emulated.yaml"
+        override.write_text(json.dumps({"services": {"train": mount, "api": mount}}))
+        return ["-f", "compose.yaml", "-f", override.name]
 
     def lock(self) -> None:
         """Write poetry.lock the way the README shows users without Poetry: Docker alone (the
@@ -137,7 +216,11 @@ def step_ran(log: str, marker: str) -> bool:
 
 
 def bake_and_lock(
-    output: Path, network: Network, torch_index: str | None = None, **answers: str
+    output: Path,
+    network: Network,
+    torch_index: str | None = None,
+    platform: str | None = None,
+    **answers: str,
 ) -> BakedProject:
     """Bake with these answers, then lock with Docker alone. Online, with the template's index
     defaults; offline, torch from `torch_index` and the rest from PyPI's simple API."""
@@ -152,7 +235,8 @@ def bake_and_lock(
     sh(tool("cookiecutter"), "--no-input", "-o", str(output), str(TEMPLATE), *args)
     (path,) = [p for p in output.iterdir() if p.is_dir()]
     package = path.name.replace("-", "_")
-    project = BakedProject(path=path, package=package, tag=f"tdt-{path.name}", network=network)
+    project = BakedProject(path=path, package=package, tag=f"tdt-{path.name}", network=network,
+                           platform=platform or host_platform())  # fmt: skip
     project.lock()
     return project
 
@@ -188,15 +272,21 @@ class ImageHost:
         """Why this host cannot have the plan's base image or torch wheels, or None."""
         if not self.network.offline:
             return None
-        reasons = [missing_base_image(self.network, plan.python, plan.debian_release)]
-        if self.index and (missing := self.index.missing(plan)):
+        platform = build_platform(plan)
+        machine, arch = load().machine(platform), platform.split("/")[1]
+        reasons = [missing_base_image(self.network, plan.python, plan.debian_release, arch)]
+        if self.index and (missing := self.index.missing(plan, machine)):
             reasons.append(
                 f"no {plan.index_suffix} wheels of {', '.join(missing)} for Python "
-                f"{plan.python}: the PyTorch index cannot be reached, PyPI's files are another "
-                "build, and TDT_OFFLINE_WHEELS has none"
+                f"{plan.python} on {machine}: the PyTorch index cannot be reached, PyPI's files "
+                "are another build, and TDT_OFFLINE_WHEELS has none"
             )
         return "; ".join(r for r in reasons if r) or None
 
     def bake(self, output: Path, plan: TorchPlan, **answers: str) -> BakedProject:
-        ensure_base_image(self.network, plan.python, plan.debian_release)
-        return bake_and_lock(output, self.network, self.torch_index, **answers)
+        platform = build_platform(plan)
+        if platform != host_platform():  # said aloud: slow, and only where no native runner
+            print(f"template_testing: building {platform} under QEMU user emulation")
+        ensure_emulation(load().machine(platform))
+        ensure_base_image(self.network, plan.python, plan.debian_release, platform.split("/")[1])
+        return bake_and_lock(output, self.network, self.torch_index, platform, **answers)

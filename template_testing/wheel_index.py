@@ -2,9 +2,10 @@
 
     /whl/<build>/<project>/   laid out like https://download.pytorch.org/whl/<build>/<project>/:
                               the wheels of TDT_OFFLINE_WHEELS' folders whose local version is
-                              +<build>, and, where <build> is PyPI's default build of a torch
-                              release (torch_compat's `pypi_cuda`), PyPI's files of that release
-                              (their absolute links go to PyPI)
+                              +<build>, and PyPI's files of a torch release for the machine
+                              whose PyPI build is <build> (torch_compat's `pypi_cuda` for x86_64,
+                              `pypi_arm64` for aarch64: 2.10.0's aarch64 files are served as cpu,
+                              its x86_64 ones as cu128); their absolute links go to PyPI
     /files/<name>             a local wheel, and <name>.metadata (PEP 658) so Poetry can lock
                               without downloading it
 
@@ -28,7 +29,7 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from torch_compat import Compat, TorchPlan, load
+from torch_compat import CPU_BUILD, Compat, TorchPlan, load
 
 # Tried in order: the image tests take the first, a benchmark run beside them the next. The URL
 # ends up in build arguments and in the lock, so a fixed port lets Docker's cache serve reruns.
@@ -101,13 +102,22 @@ class WheelIndex:
         self.url = ""  # set by start()
         self.downloads: list[str] = []  # local wheel files served, in order (benchmarks read this)
 
-    def pypi_versions(self, build: str, project: str) -> set[str]:
-        """Versions of `project` whose PyPI files are the `build` build (PyPI's default)."""
-        versions = set()
+    def suffix(self, build: str) -> str:
+        """A build's index suffix: cpu, cu130, ..."""
+        return build if build == CPU_BUILD else self.compat.raw["cuda"][build]["index_suffix"]
+
+    def pypi_files(self, build: str, project: str) -> set[tuple[str, str]]:
+        """(version, machine) of `project`'s PyPI files that are the `build` build (by suffix)."""
+        files = set()
         for release in self.compat.releases:
-            if self.compat.raw["cuda"][release.pypi_cuda]["index_suffix"] == build:
-                versions.add(getattr(release, project) if project != "torch" else release.version)
-        return versions - {None}
+            version = getattr(release, project) if project != "torch" else release.version
+            for machine, pypi_build in (
+                ("x86_64", release.pypi_cuda),
+                ("aarch64", release.pypi_arm64),
+            ):
+                if version and self.suffix(pypi_build) == build:
+                    files.add((version, machine))
+        return files
 
     def entries(self, build: str, project: str) -> list[tuple[str, str | None]]:
         """(file name, PyPI <a> tag or None for a local file) served at /whl/<build>/<project>/."""
@@ -118,11 +128,12 @@ class WheelIndex:
             if normalize(WHEEL.match(name)["project"]) == project
             and WHEEL.match(name)["build"] == build
         ]
-        versions = self.pypi_versions(build, project) if project in TORCH_PROJECTS else set()
+        files = self.pypi_files(build, project) if project in TORCH_PROJECTS else set()
         remote = [
             (name, tag)
-            for name, tag in (pypi_links(project) if versions else ())
-            if name.endswith(".whl") and WHEEL.match(name)["version"] in versions
+            for name, tag in (pypi_links(project) if files else ())
+            if name.endswith(".whl")
+            and any(WHEEL.match(name)["version"] == v and machine in name for v, machine in files)
         ]
         return local + remote
 

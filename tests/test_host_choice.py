@@ -116,6 +116,26 @@ def test_offline_index_takes_from_pypi_only_its_default_build(monkeypatch):
     assert status == 200 and b"2.15.0" not in body and b"2.14.1" in body
 
 
+def test_offline_index_serves_pypi_aarch64_files_as_the_build_they_are(monkeypatch):
+    """PyPI's torch 2.10.0 is the CPU build on aarch64 and CUDA 12.8 on x86_64; from 2.11.0 both
+    are the CUDA build (releases.json's pypi_arm64)."""
+    files = {"torch": [f"torch-{v}-cp311-cp311-manylinux_2_28_{m}.whl"
+                       for v in ("2.10.0", "2.14.1") for m in ("x86_64", "aarch64")]}  # fmt: skip
+    monkeypatch.setattr(
+        "template_testing.wheel_index.pypi_links",
+        lambda project: tuple((f, f"<a>{f}</a>") for f in files.get(project, [])),
+    )
+    index = WheelIndex([])
+    assert [name for name, _ in index.entries("cpu", "torch")] == [files["torch"][1]]
+    assert [name for name, _ in index.entries("cu128", "torch")] == [files["torch"][0]]
+    assert [name for name, _ in index.entries("cu130", "torch")] == files["torch"][2:]
+    arm64 = {"python_version": "3.11", "platforms": "linux/arm64"}
+    assert index.missing(plan(torch_version="2.10.0", **arm64), "aarch64") == []
+    assert index.missing(plan(torch_version="2.10.0", **arm64), "x86_64") == ["torch 2.10.0"]
+    cuda = {"accelerator": "cuda", "cuda_version": "auto", **arm64}
+    assert index.missing(plan(torch_version="2.14.1", **cuda), "aarch64") == []
+
+
 def test_wheel_tags():
     assert runs_on("torch-2.14.1-cp313-cp313-manylinux_2_28_x86_64.whl", "3.13")
     assert not runs_on("torch-2.14.1-cp313-cp313-manylinux_2_28_aarch64.whl", "3.13")

@@ -27,8 +27,10 @@ from template_testing.images import (
     BakedProject,
     ImageHost,
     cuda_libraries,
+    docker_run,
     free_port,
     libraries_twice,
+    run_flags,
     train_into,
 )
 from torch_compat import TorchPlan, load
@@ -62,8 +64,11 @@ def test_image_builds_and_runs(host, build, tmp_path):
     images = [f"{project.tag}-{t}" for t in ("runtime", "test", "runtime-slim", "test-slim",
                                               "runtime-compile")]  # fmt: skip
     try:
+        check_lock_carries_every_platform(project, host)
         image = project.build("runtime")
+        check_platform(image, project)
         check_torch_build(image, plan)
+        check_no_nvidia_package_in_a_cpu_build(image, plan)
         check_compile_is_refused_without_a_compiler(image)
         check_the_gpu_check_says_why_not(image, project)
         check_runs_as_non_root_with_a_healthcheck(image)
@@ -78,7 +83,13 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_training_writes_a_checkpoint(slim)
         check_cuda_libraries(slim, plan, vendored_cupti=False)
         check_serves_predictions(slim, project)
-        check_project_tests_pass_in_the_test_stage(project, venv="slim-venv")
+        if project.emulated:  # ~8 minutes more under QEMU; GitHub's arm runners run it natively
+            print(
+                f"{build_id(build)}: the project's tests against runtime-slim's venv run on "
+                "native runners only (emulated here; they ran against the runtime's venv)"
+            )
+        else:
+            check_project_tests_pass_in_the_test_stage(project, venv="slim-venv")
         if build.get("compiled"):
             remove_images(*images[2:])
             check_compiled_serving(project)
@@ -96,7 +107,11 @@ def test_compose_builds_from_the_mirror_answers(host, tmp_path):
     args = [f"{key}={value}" for key, value in mirrors.items()]
     sh(tool("cookiecutter"), "--no-input", "-o", str(tmp_path), str(TEMPLATE), *args)
     (project,) = tmp_path.iterdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PACKAGE_INDEX_URL", "TORCH_INDEX_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PACKAGE_INDEX_URL", "TORCH_INDEX_URL", "PYTHON_IMAGE")
+    }
     done = subprocess.run(
         [docker(), "compose", "config", "--format", "json"], cwd=project, env=env,
         capture_output=True, text=True, check=True,
@@ -105,16 +120,8 @@ def test_compose_builds_from_the_mirror_answers(host, tmp_path):
     assert build["args"] == {
         "PACKAGE_INDEX_URL": mirrors["package_index_url"],
         "TORCH_INDEX_URL": mirrors["torch_index_url"],
+        "PYTHON_IMAGE": "python",  # Docker Hub's; a mirror's through the environment
     }
-
-
-def docker_run(image: str, *args: str, entrypoint: str | None = None, volume: str | None = None):
-    cmd = [docker(), "run", "--rm"]
-    if entrypoint:
-        cmd += ["--entrypoint", entrypoint]
-    if volume:
-        cmd += ["-v", volume]
-    return sh(*cmd, image, *args)
 
 
 def check_torch_build(image: str, plan: TorchPlan) -> None:
@@ -127,6 +134,49 @@ def check_torch_build(image: str, plan: TorchPlan) -> None:
     assert version == f"{plan.torch}+{plan.index_suffix}"
     assert cuda == plan.cuda
     assert {name: v.split("+")[0] for name, v in installed.items()} == plan.packages
+
+
+# How much longer anything takes under QEMU user emulation than natively (seen: 3 to 10 times).
+EMULATION_SLOWDOWN = 8
+
+
+def slowdown(image: str) -> int:
+    return EMULATION_SLOWDOWN if run_flags(image) else 1
+
+
+def check_platform(image: str, project: BakedProject) -> None:
+    """Built for the project's platform: Python in the image says so (emulated or not)."""
+    probe = "import platform; print(platform.machine())"
+    machine = docker_run(image, "-c", probe, entrypoint="python").strip()
+    assert machine == load().machine(project.platform), (machine, project.platform)
+
+
+def check_lock_carries_every_platform(project: BakedProject, host: ImageHost) -> None:
+    """poetry.lock holds torch wheels for the project's Python on every platform answered (one
+    lock; each build installs its own). Offline, only the platforms whose wheels the local index
+    can serve: they are what the lock could see."""
+    plan, compat = project.plan, load()
+    machines = [compat.machine(p) for p in plan.platforms]
+    if host.index:
+        machines = [m for m in machines if not host.index.missing(plan, m)]
+    assert compat.machine(project.platform) in machines
+    cp = "cp" + plan.python.replace(".", "")
+    files = re.findall(r'file = "(torch-[^"]+\.whl)"', (project.path / "poetry.lock").read_text())
+    for machine in machines:
+        assert [f for f in files if f"-{cp}-" in f and machine in f], (machine, files)
+
+
+def check_no_nvidia_package_in_a_cpu_build(image: str, plan: TorchPlan) -> None:
+    """A CPU build installs no nvidia-* (or cuda-*) distribution, on either architecture: PyPI's
+    own torch is the CUDA build on x86_64 and, from 2.11, on aarch64."""
+    probe = "import importlib.metadata as m; print(' '.join(d.name for d in m.distributions()))"
+    names = docker_run(image, "-c", probe, entrypoint="python").split()
+    gpu = [n for n in names if n.lower().startswith(("nvidia", "cuda-", "triton"))]
+    assert "torch" in names
+    if plan.cuda is None:
+        assert gpu == [], gpu
+    else:
+        assert any(n.lower().startswith("nvidia") for n in gpu), names
 
 
 def check_the_gpu_check_says_why_not(image: str, project: BakedProject) -> None:
@@ -173,7 +223,7 @@ def check_compose_serves_predictions(project: BakedProject) -> None:
     trains, serves to healthy with correct predictions, and leaves nothing behind."""
     name = f"tdt-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    compose = [docker(), "compose", "-p", name, "-f", "compose.yaml"]
+    compose = [docker(), "compose", "-p", name, *project.compose_files()]
     env = project.compose_env(port)
     config = json.loads(sh(*compose, "config", "--format", "json", cwd=project.path, env=env))
     build = config["services"]["train"]["build"]
@@ -181,7 +231,8 @@ def check_compose_serves_predictions(project: BakedProject) -> None:
     assert build["secrets"][0]["source"] == "ca-bundle"
     try:
         sh(*compose, "build", cwd=project.path, env=env)  # warm: the runtime image was just built
-        up = [*compose, "up", "-d", "--no-build", "--wait", "--wait-timeout", "180"]
+        wait = str(180 * (EMULATION_SLOWDOWN if project.emulated else 1))
+        up = [*compose, "up", "-d", "--no-build", "--wait", "--wait-timeout", wait]
         sh(*up, cwd=project.path, env=env)
         centers = project.class_centers(f"{project.path.name}:latest")
         assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
@@ -207,8 +258,8 @@ def post_predict(port: int, body: dict) -> tuple[int, list[int] | None]:
 
 
 def check_compile_is_refused_without_a_compiler(image: str) -> None:
-    done = subprocess.run([docker(), "run", "--rm", "-e", "TORCH_COMPILE=1", image],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    cmd = [docker(), "run", "--rm", *run_flags(image), "-e", "TORCH_COMPILE=1", image]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120 * slowdown(image))
     assert done.returncode == 1, done.stderr[-2000:]
     assert "runtime-compile" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
@@ -228,9 +279,9 @@ def check_serves_predictions(image: str, project: BakedProject, ready_within_s: 
     container = ""
     try:
         train_into(image, volume, "--epochs", "3")
-        container = sh(docker(), "run", "-d", "-p", f"127.0.0.1:{port}:8000",
+        container = sh(docker(), "run", "-d", *run_flags(image), "-p", f"127.0.0.1:{port}:8000",
                        "-v", f"{volume}:/app/artifacts:ro", image).strip()  # fmt: skip
-        deadline = time.monotonic() + ready_within_s
+        deadline = time.monotonic() + ready_within_s * slowdown(image)
         while (
             sh(docker(), "inspect", "--format", "{{.State.Health.Status}}", container).strip()
             != "healthy"
@@ -253,5 +304,5 @@ def check_project_tests_pass_in_the_test_stage(
     """The project's tests, run against the runtime's venv (builder) or runtime-slim's."""
     suffix = "" if venv == "builder" else "-slim"
     image = project.build("test", f"{project.tag}-test{suffix}", TEST_VENV=venv)
-    out = sh(docker(), "run", "--rm", image)
+    out = docker_run(image)
     assert " passed" in out and " failed" not in out
