@@ -156,6 +156,7 @@ def test_mirror_answers_are_the_defaults_of_every_build(bake):
     assert args["args"] == {
         "PACKAGE_INDEX_URL": f"${{PACKAGE_INDEX_URL:-{MIRRORS['package_index_url']}}}",
         "TORCH_INDEX_URL": f"${{TORCH_INDEX_URL:-{MIRRORS['torch_index_url']}}}",
+        "PYTHON_IMAGE": "${PYTHON_IMAGE:-python}",  # a Docker Hub mirror: from the environment
     }
     text = "\n".join(p.read_text() for p in text_files(project))
     assert "pypi.org" not in text and "download.pytorch.org" not in text
