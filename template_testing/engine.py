@@ -24,8 +24,12 @@ SCRIPTS = TEMPLATE / "scripts"
 DEBIAN_PYTHON = {"3.11": "bookworm", "3.13": "trixie"}
 HOST_MACHINE = platform.machine()  # x86_64, aarch64: what runs without emulation
 # QEMU 7.2 shows emulated arm64 programs the x86 host's /proc/cpuinfo, on which CUDA torch
-# segfaults at import: emulated test containers get an arm64 one (a Neoverse N1's) instead.
-EMULATED_CPUINFO = {"aarch64": Path(__file__).with_name("probes") / "arm64-cpuinfo"}
+# segfaults at import, and the host's /sys/devices/system/cpu, which lacks the MIDR_EL1 entry the
+# CUDA aarch64 build's oneDNN reads (it then prints "Can't open MIDR_EL1 sysfs entry" to stderr
+# in every process). Emulated test containers get arm64 ones (a Neoverse N1's) instead.
+ARM64_CPUINFO = Path(__file__).with_name("probes") / "arm64-cpuinfo"  # one CPU's entry
+NEOVERSE_N1_MIDR = "0x00000000413fd0c1"
+EMULATED_CPU = Path("/tmp/tdt-emulated-cpu")
 
 
 class EngineMissing(AssertionError):
@@ -79,6 +83,28 @@ def ensure_engine(env: Mapping[str, str] = os.environ, client: str | None = None
     problems = engine_problems(client)
     if problems:
         raise EngineMissing(f"installed a Docker engine, but still missing: {problems}")
+
+
+def emulated_cpu_mounts(machine: str) -> dict[str, str]:
+    """{host path: container path} giving emulated `machine` containers its own CPU description,
+    for as many CPUs as this host has (written once per process)."""
+    assert machine == "aarch64", f"no CPU description for emulated {machine}"
+    cpus = os.cpu_count() or 1
+    sys_cpu = EMULATED_CPU / f"sys-cpu-{cpus}"
+    cpuinfo = EMULATED_CPU / f"cpuinfo-{cpus}"
+    if not cpuinfo.is_file():
+        block = ARM64_CPUINFO.read_text()
+        for n in range(cpus):
+            midr = sys_cpu / f"cpu{n}" / "regs" / "identification" / "midr_el1"
+            midr.parent.mkdir(parents=True, exist_ok=True)
+            midr.write_text(NEOVERSE_N1_MIDR + "\n")
+        for name in ("possible", "present", "online"):
+            (sys_cpu / name).write_text(f"0-{cpus - 1}\n" if cpus > 1 else "0\n")
+        (sys_cpu / "offline").write_text("\n")
+        partial = cpuinfo.with_suffix(".partial")
+        partial.write_text("\n".join(block.format(n=n) for n in range(cpus)))
+        partial.rename(cpuinfo)  # last: its presence says the rest is written
+    return {str(cpuinfo): "/proc/cpuinfo", str(sys_cpu): "/sys/devices/system/cpu"}
 
 
 def emulation_problem(machine: str) -> str | None:

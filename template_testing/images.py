@@ -13,10 +13,10 @@ from torch_compat import PYPI_SIMPLE, TorchPlan, load
 
 from .commands import TEMPLATE, sh, tool
 from .engine import (
-    EMULATED_CPUINFO,
     HOST_MACHINE,
     docker,
     dpkg_arch,
+    emulated_cpu_mounts,
     ensure_base_image,
     ensure_emulation,
     ensure_engine,
@@ -52,12 +52,13 @@ def image_machine(image: str) -> str:
 
 def run_flags(image: str) -> list[str]:
     """`docker run` flags for the image: none natively; under emulation its platform and an
-    arm64 /proc/cpuinfo (engine.EMULATED_CPUINFO)."""
+    arm64 CPU description (engine.emulated_cpu_mounts)."""
     machine = image_machine(image)
     if machine == HOST_MACHINE:
         return []
+    mounts = emulated_cpu_mounts(machine).items()
     return ["--platform", f"linux/{dpkg_arch(machine)}",
-            "-v", f"{EMULATED_CPUINFO[machine]}:/proc/cpuinfo:ro"]  # fmt: skip
+            *(arg for host, inside in mounts for arg in ("-v", f"{host}:{inside}:ro"))]  # fmt: skip
 
 
 def docker_run(
@@ -176,12 +177,12 @@ class BakedProject:
         return env
 
     def compose_files(self) -> list[str]:
-        """compose.yaml, and under emulation an override that gives every service the arm64
-        /proc/cpuinfo (run_flags), written beside it."""
+        """compose.yaml, and under emulation an override that gives every service the arm64 CPU
+        description (run_flags), written beside it."""
         if not self.emulated:
             return ["-f", "compose.yaml"]
-        cpuinfo = EMULATED_CPUINFO[load().machine(self.platform)]
-        mount = {"volumes": [f"{cpuinfo}:/proc/cpuinfo:ro"]}
+        mounts = emulated_cpu_mounts(load().machine(self.platform)).items()
+        mount = {"volumes": [f"{host}:{inside}:ro" for host, inside in mounts]}
         override = self.path / "compose.emulated.yaml"
         override.write_text(json.dumps({"services": {"train": mount, "api": mount}}))
         return ["-f", "compose.yaml", "-f", override.name]
