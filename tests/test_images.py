@@ -4,6 +4,8 @@ Online by default: torch from the PyTorch index, base images from their registry
 that `docker` talks to. Where those cannot be reached (or TDT_OFFLINE=1), the offline fallback
 (template_testing) builds what this host can have; a combination it cannot have is skipped with
 the reason, and the summary's "image builds" section lists what was built and what was not.
+A build answered for linux/arm64 alone is built for arm64: natively on an arm64 host, under QEMU
+user emulation on an x86_64 one (template_testing says so when it does).
 """
 
 from __future__ import annotations
