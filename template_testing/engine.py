@@ -138,8 +138,11 @@ def stand_in_repository(arch: str | None = None) -> str:
     return "python" if arch in (None, dpkg_arch(HOST_MACHINE)) else f"tdt-{arch}/python"
 
 
+DPKG_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}  # `uname -m` -> Debian's and Docker's name
+
+
 def dpkg_arch(machine: str) -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64"}[machine]
+    return DPKG_ARCH[machine]
 
 
 def base_image(python: str, debian_release: str, arch: str | None = None) -> str:

@@ -13,6 +13,7 @@ from torch_compat import PYPI_SIMPLE, TorchPlan, load
 
 from .commands import TEMPLATE, sh, tool
 from .engine import (
+    DPKG_ARCH,
     HOST_MACHINE,
     docker,
     dpkg_arch,
@@ -47,7 +48,7 @@ def build_platform(plan: TorchPlan) -> str:
 
 def image_machine(image: str) -> str:
     arch = sh(docker(), "image", "inspect", "--format", "{{.Architecture}}", image).strip()
-    return {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+    return {arch: machine for machine, arch in DPKG_ARCH.items()}[arch]
 
 
 def run_flags(image: str) -> list[str]:
