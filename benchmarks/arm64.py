@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.run import TARGETS, mb, timed, verdict, wait_healthy
 from template_testing.commands import TEMPLATE as ROOT
 from template_testing.commands import sh
-from template_testing.engine import HOST_MACHINE, docker, ensure_space, remove_images
+from template_testing.engine import HOST_MACHINE, base_image, docker, ensure_space, remove_images
 from template_testing.images import (
     ImageHost,
     cuda_libraries,
@@ -109,12 +109,11 @@ def measure(host: ImageHost, build: str) -> dict:
 
 
 def project_base(project) -> str:
-    """The base image the build used (the arm64 stand-in offline)."""
-    plan = project.plan
-    args = project.platform_args()
-    repo = next((a.split("=", 1)[1] for a in args if a.startswith("--build-arg=PYTHON_IMAGE=")),
-                "python")  # fmt: skip
-    return f"{repo}:{plan.python}-slim-{plan.debian_release}"
+    """The base image the build used (offline, the arm64 stand-in)."""
+    plan, arch = project.plan, project.platform.split("/")[1]
+    if project.network.offline:
+        return base_image(plan.python, plan.debian_release, arch)
+    return f"python:{plan.python}-slim-{plan.debian_release}"
 
 
 def table(results: dict[str, dict]) -> str:
