@@ -157,10 +157,16 @@ class BakedProject:
         if not self.emulated:
             return []
         args = ["--platform", self.platform]
-        if self.network.offline:
-            arch = self.platform.split("/")[1]
-            args.append(f"--build-arg=PYTHON_IMAGE={stand_in_repository(arch)}")
+        if stand_in := self.stand_in_python_image:
+            args.append(f"--build-arg=PYTHON_IMAGE={stand_in}")
         return args
+
+    @property
+    def stand_in_python_image(self) -> str | None:
+        """Offline and emulated: the Debian stand-in's repository for the build's PYTHON_IMAGE."""
+        if self.emulated and self.network.offline:
+            return stand_in_repository(self.platform.split("/")[1])
+        return None
 
     def compose_env(self, api_port: int) -> dict[str, str]:
         """The environment compose.yaml reads: the API port, and this host's CA bundle and build
@@ -173,8 +179,8 @@ class BakedProject:
         }
         if self.emulated:  # compose builds and runs for the project's platform
             env["DOCKER_DEFAULT_PLATFORM"] = self.platform
-            if self.network.offline:
-                env["PYTHON_IMAGE"] = stand_in_repository(self.platform.split("/")[1])
+            if stand_in := self.stand_in_python_image:
+                env["PYTHON_IMAGE"] = stand_in
         return env
 
     def compose_files(self) -> list[str]:

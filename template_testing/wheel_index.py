@@ -29,7 +29,7 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from torch_compat import CPU_BUILD, Compat, TorchPlan, load
+from torch_compat import Compat, TorchPlan, load
 
 # Tried in order: the image tests take the first, a benchmark run beside them the next. The URL
 # ends up in build arguments and in the lock, so a fixed port lets Docker's cache serve reruns.
@@ -102,10 +102,6 @@ class WheelIndex:
         self.url = ""  # set by start()
         self.downloads: list[str] = []  # local wheel files served, in order (benchmarks read this)
 
-    def suffix(self, build: str) -> str:
-        """A build's index suffix: cpu, cu130, ..."""
-        return build if build == CPU_BUILD else self.compat.raw["cuda"][build]["index_suffix"]
-
     def pypi_files(self, build: str, project: str) -> set[tuple[str, str]]:
         """(version, machine) of `project`'s PyPI files that are the `build` build (by suffix)."""
         files = set()
@@ -115,7 +111,7 @@ class WheelIndex:
                 ("x86_64", release.pypi_cuda),
                 ("aarch64", release.pypi_arm64),
             ):
-                if version and self.suffix(pypi_build) == build:
+                if version and self.compat.index_suffix(pypi_build) == build:
                     files.add((version, machine))
         return files
 

@@ -116,6 +116,10 @@ class Compat:
         """The Linux machine name (`uname -m`) of a Docker platform: linux/arm64 -> aarch64."""
         return self.raw["platforms"][platform]["machine"]
 
+    def index_suffix(self, build: str) -> str:
+        """A build's folder on the torch index: cpu, cu130, ..."""
+        return build if build == CPU_BUILD else self.raw["cuda"][build]["index_suffix"]
+
     def github_runner(self, platform: str) -> str:
         """The GitHub-hosted runner that builds `platform` natively."""
         return self.raw["platforms"][platform]["github_runner"]
@@ -160,7 +164,7 @@ class Compat:
                     f"torch {release.version} has no CUDA {cuda} build; choose cuda_version from: "
                     f"{AUTO_CUDA} (= {release.recommended_cuda}), {', '.join(release.cuda_builds)}"
                 )
-            suffix = self.raw["cuda"][cuda]["index_suffix"]
+            suffix = self.index_suffix(cuda)
             driver = self.raw["cuda"][cuda]["min_linux_driver"]
         else:
             raise CompatError(
