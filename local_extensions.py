@@ -36,6 +36,8 @@ class TorchPlanExtension(Extension):
         environment.globals["github_runners"] = {
             p: compat.github_runner(p) for p in compat.platforms
         }
+        # {{ machines["linux/arm64"] }}: a platform's `uname -m` (uv's platform_machine).
+        environment.globals["machines"] = {p: compat.machine(p) for p in compat.platforms}
         hooks_log = logging.getLogger("cookiecutter.hooks")
         if not any(isinstance(f, NoHookTraceback) for f in hooks_log.filters):
             hooks_log.addFilter(NoHookTraceback())

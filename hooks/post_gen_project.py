@@ -17,29 +17,41 @@ PROJECT = Path.cwd()
 ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
 PLAN = load().plan(ANSWERS)
 
-# Files only one accelerator needs.
-ONLY_FOR = {"compose.gpu.yaml": "cuda"}
+# Files only some answers need: {file: {answer: values that keep it}}.
+ONLY_FOR = {
+    "compose.gpu.yaml": {"accelerator": ("cuda", "cpu+cuda")},
+    "poetry.toml": {"package_manager": ("poetry",)},
+    "docker/export_requirements.py": {"package_manager": ("poetry",)},
+    "docker/install_locked.sh": {"package_manager": ("poetry",)},
+}
 
 
 def prune() -> None:
     (PROJECT / "licenses" / f"{ANSWERS['license']}.txt").replace(PROJECT / "LICENSE")
     shutil.rmtree(PROJECT / "licenses")
-    for name, accelerator in ONLY_FOR.items():
-        if accelerator != PLAN.accelerator:
+    for name, keep in ONLY_FOR.items():
+        if any(ANSWERS[key] not in values for key, values in keep.items()):
             (PROJECT / name).unlink()
 
 
 def print_next_steps(plan: TorchPlan) -> None:
     build = f"CUDA {plan.cuda} (NVIDIA driver >= {plan.min_linux_driver})" if plan.cuda else "CPU"
+    if plan.accelerator == "cpu+cuda":
+        build = f"CPU and {build}"
     compose = "docker compose -f compose.yaml -f compose.gpu.yaml" if plan.cuda else "docker compose"
+    if plan.package_manager == "uv":
+        extra = " --extra cpu" if plan.accelerator == "cpu+cuda" else ""
+        lock, develop = "uv.lock", f"uv sync{extra} && uv run pytest"
+    else:
+        lock, develop = "poetry.lock", "poetry install && poetry run pytest"
     print(
         f"\nCreated {PROJECT.name}: torch {plan.torch}, {build}, Python {plan.python}.\n"
         "Next steps:\n"
         f"  cd {PROJECT.name}\n"
-        "  docker build --target lock --output type=local,dest=. .   # writes poetry.lock; commit it\n"
-        "      (or, with Poetry installed: poetry lock)\n"
+        f"  docker build --target lock --output type=local,dest=. .   # writes {lock}; commit it\n"
+        f"      (or, with {plan.package_manager} installed: {plan.package_manager} lock)\n"
         f"  {compose} up --build\n"
-        "  poetry install && poetry run pytest                         # to develop outside Docker\n"
+        f"  {develop:<59} # to develop outside Docker\n"
     )
 
 

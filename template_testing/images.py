@@ -120,6 +120,7 @@ class BakedProject:
     tag: str
     network: Network
     platform: str  # the Docker platform its images are built for, e.g. linux/arm64
+    torch_build: str | None = None  # cpu+cuda: the TORCH_BUILD argument (cpu, cu130, ...)
 
     @property
     def plan(self) -> TorchPlan:
@@ -144,6 +145,8 @@ class BakedProject:
 
     def build_log(self, target: str, tag: str, **build_args: str) -> str:
         """Build `target` as `tag`; return BuildKit's plain progress log."""
+        if self.torch_build:
+            build_args = {"TORCH_BUILD": self.torch_build, **build_args}
         args = [f"--build-arg={name}={value}" for name, value in build_args.items()]
         return self.docker_build("--target", target, "-t", tag, *self.platform_args(), *args)
 
@@ -177,6 +180,8 @@ class BakedProject:
             "CA_BUNDLE": ca_bundle() or "",
             "BUILD_NETWORK": "host" if self.network.offline else "default",
         }
+        if self.torch_build:  # cpu+cuda: compose.yaml passes it on
+            env["TORCH_BUILD"] = self.torch_build
         if self.emulated:  # compose builds and runs for the project's platform
             env["DOCKER_DEFAULT_PLATFORM"] = self.platform
             if stand_in := self.stand_in_python_image:
@@ -194,26 +199,32 @@ class BakedProject:
         override.write_text(json.dumps({"services": {"train": mount, "api": mount}}))
         return ["-f", "compose.yaml", "-f", override.name]
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / f"{self.plan.package_manager}.lock"  # poetry.lock or uv.lock
+
     def lock(self) -> None:
-        """Write poetry.lock the way the README shows users without Poetry: Docker alone (the
-        command runs with no Poetry on PATH)."""
+        """Write the lock the way the README shows users without Poetry or uv: Docker alone
+        (the command runs with neither on PATH)."""
         self.docker_build("--target", "lock", "--output", f"type=local,dest={self.path}")
-        assert (self.path / "poetry.lock").is_file(), "the lock target wrote no poetry.lock"
+        assert self.lock_file.is_file(), f"the lock target wrote no {self.lock_file.name}"
 
     def docker_build(self, *args: str) -> str:
         # Offline, the torch index listens on the host's loopback.
         net = ["--network", "host"] if self.network.offline else []
         return sh(
             docker(), "build", "--progress", "plain", *net, *secret_args(), *args, ".",
-            cwd=self.path, env={"DOCKER_BUILDKIT": "1", "PATH": path_without("poetry")},
+            cwd=self.path, env={"DOCKER_BUILDKIT": "1", "PATH": path_without("poetry", "uv")},
             with_stderr=True,
         )  # fmt: skip
 
 
-def path_without(program: str) -> str:
-    """$PATH without the folders that hold `program`."""
+def path_without(*programs: str) -> str:
+    """$PATH without the folders that hold any of `programs`."""
     folders = os.environ.get("PATH", "").split(os.pathsep)
-    return os.pathsep.join(f for f in folders if f and not (Path(f) / program).exists())
+    return os.pathsep.join(
+        f for f in folders if f and not any((Path(f) / p).exists() for p in programs)
+    )
 
 
 def step_ran(log: str, marker: str) -> bool:
@@ -283,13 +294,24 @@ class ImageHost:
         platform = build_platform(plan)
         machine, arch = load().machine(platform), platform.split("/")[1]
         reasons = [missing_base_image(self.network, plan.python, plan.debian_release, arch)]
-        if self.index and (missing := self.index.missing(plan, machine)):
-            reasons.append(
-                f"no {plan.index_suffix} wheels of {', '.join(missing)} for Python "
-                f"{plan.python} on {machine}: the PyTorch index cannot be reached, PyPI's files "
-                "are another build, and TDT_OFFLINE_WHEELS has none"
-            )
+        for variant in plan.variants if self.index else ():
+            if missing := self.index.missing(variant, machine):
+                reasons.append(
+                    f"no {variant.index_suffix} wheels of {', '.join(missing)} for Python "
+                    f"{plan.python} on {machine}: the PyTorch index cannot be reached, PyPI's "
+                    "files are another build, and TDT_OFFLINE_WHEELS has none"
+                )
         return "; ".join(r for r in reasons if r) or None
+
+    def servable_platforms(self, plan: TorchPlan) -> tuple[str, ...]:
+        """The plan's platforms whose torch wheels (every build) this host's index can serve."""
+        if not self.index:
+            return plan.platforms
+        compat = load()
+        return tuple(
+            p for p in plan.platforms
+            if not any(self.index.missing(v, compat.machine(p)) for v in plan.variants)
+        )  # fmt: skip
 
     def bake(self, output: Path, plan: TorchPlan, **answers: str) -> BakedProject:
         platform = build_platform(plan)
@@ -297,4 +319,12 @@ class ImageHost:
             print(f"template_testing: building {platform} under QEMU user emulation")
         ensure_emulation(load().machine(platform))
         ensure_base_image(self.network, plan.python, plan.debian_release, platform.split("/")[1])
+        servable = self.servable_platforms(plan)
+        if plan.package_manager == "uv" and servable != plan.platforms:
+            # uv's required-environments refuse a lock without wheels for every platform.
+            answers["platforms"] = ",".join(servable)
+            print(
+                "template_testing: offline, the local torch index has wheels for "
+                f"{answers['platforms']} only; baking this uv project for those platforms"
+            )
         return bake_and_lock(output, self.network, self.torch_index, platform, **answers)

@@ -25,13 +25,9 @@ def project_requirements() -> list[str]:
     """The generated pyproject.toml's runtime and dev requirements, but torch (its lock pins them
     in images); read from the template file, whose requirement lines hold no Jinja."""
     text = (TEMPLATE / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_text()
-    runtime = re.findall(r'^    "([A-Za-z][\w.-]*[<>=!~][^"]*)",', text, re.MULTILINE)
-    dev_table = text.split("[tool.poetry.group.dev.dependencies]\n")[1].split("\n\n")[0]
-    dev = [f"{name}{spec}" for name, spec in re.findall(r'^([\w-]+) = "([^"]+)"', dev_table, re.M)]
-    with_extras = r'^([\w-]+) = \{ version = "([^"]+)", extras = \["([^"]+)"\] \}'
-    dev += [
-        f"{name}[{extra}]{spec}" for name, spec, extra in re.findall(with_extras, dev_table, re.M)
-    ]
+    # [project]'s dependencies and [dependency-groups]' dev: one quoted requirement per line.
+    found = re.findall(r'^    "([A-Za-z][\w.-]*(?:\[[\w,-]+\])?[<>=!~][^"]*)",', text, re.M)
+    runtime, dev = found[: found.index("pytest>=8")], found[found.index("pytest>=8") :]
     assert "fastapi" in str(runtime) and "pytest" in str(dev), "pyproject.toml's layout changed"
     return runtime + dev
 

@@ -53,17 +53,33 @@ def supported() -> list[dict[str, str]]:
             else {**newest, "accelerator": "cuda", "cuda_version": build}
             for build in sorted(facts["arm64"]["torch"])
         ]
+        # uv (the newest Python): each build alone, and the CPU build with each CUDA build in
+        # one lock, for every platform and for linux/arm64 alone where both have its wheels.
+        uv = {"torch_version": torch, "python_version": facts["python"][-1],
+              "package_manager": "uv"}  # fmt: skip
+        combos += [{**uv, "accelerator": "cpu", "cuda_version": "auto"},
+                   {**uv, "accelerator": "cuda", "cuda_version": "auto"}]  # fmt: skip
+        combos += [{**uv, "accelerator": "cpu+cuda", "cuda_version": c} for c in facts["cuda"]]
+        combos += [
+            {**uv, "accelerator": "cpu+cuda", "cuda_version": c, "platforms": ARM64}
+            for c in sorted(facts["arm64"]["torch"] - {"cpu"})
+        ]
     return combos
 
 
 def combo_id(combo: dict[str, str]) -> str:
     build = "cpu" if combo["accelerator"] == "cpu" else f"cuda-{combo['cuda_version']}"
+    if combo["accelerator"] == "cpu+cuda":
+        build = f"cpu+{build}"
     extras = "".join(f"+{k.removeprefix('include_')}" for k, v in combo.items() if v == "yes")
     platforms = combo.get("platforms", "auto")
     arch = (
         "" if platforms == "auto" else "-" + "+".join(p.split("/")[1] for p in platforms.split(","))
     )
-    return f"torch{combo['torch_version']}-py{combo['python_version']}-{build}{extras}{arch}"
+    manager = "-uv" if combo.get("package_manager") == "uv" else ""
+    return (
+        f"torch{combo['torch_version']}-py{combo['python_version']}-{build}{extras}{arch}{manager}"
+    )
 
 
 # Answers that must be refused, each with a fragment the one error message must contain.
@@ -112,6 +128,26 @@ UNSUPPORTED = [
         },
         "CUDA 13.0 build has no linux/arm64 wheels of torchvision",
     ),
+    (
+        {"accelerator": "cpu+cuda"},
+        "accelerator 'cpu+cuda' needs package_manager 'uv': Poetry cannot hold two torch builds "
+        "in one lock",
+    ),
+    (
+        {
+            "package_manager": "uv",
+            "accelerator": "cpu+cuda",
+            "torch_version": "2.14.1",
+            "cuda_version": "13.2",
+            "platforms": ARM64,
+        },
+        "CUDA 13.2 build has no linux/arm64 wheels of torch",
+    ),
+    (
+        {"package_manager": "uv", "accelerator": "cpu+cuda", "cuda_version": "12.6"},
+        "no CUDA 12.6 build",
+    ),
+    ({"package_manager": "pip"}, "pip"),
     ({"platforms": "linux/s390x"}, "platforms 'linux/s390x' is not valid"),
     ({"platforms": "arm64"}, "a comma list of: linux/amd64, linux/arm64"),
     ({"torch_version": "2.9.1"}, "2.9.1"),
@@ -136,8 +172,9 @@ UNSUPPORTED = [
 # companion and platform is built and run. Missing answers take cookiecutter.json's defaults: {}
 # is what a user who presses enter gets. A build answered for every platform is built for the
 # host's; one answered linux/arm64 alone is built for arm64 (natively on GitHub's arm runners,
-# under QEMU emulation elsewhere). The first three and the two arm64 ones build through the
-# offline fallback too (arm64 there: PyPI's aarch64 wheels, the CPU build only up to 2.10.0).
+# under QEMU emulation elsewhere). The first four and the first two arm64 ones build through the
+# offline fallback too (arm64 there: PyPI's aarch64 wheels, the CPU build only up to 2.10.0, so
+# no arm64 cpu+cuda). uv builds: CUDA, cpu+cuda (both builds), CPU on amd64 and arm64.
 BUILDS = [
     # compiled: also build the runtime-compile target and serve through torch.compile.
     {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu", "compiled": "yes"},
@@ -148,9 +185,26 @@ BUILDS = [
         "cuda_version": "13.0",
         "include_torchvision": "yes",
     },
-    {"torch_version": "2.14.1", "python_version": "3.13", "accelerator": "cuda"},
+    {
+        "torch_version": "2.14.1",
+        "python_version": "3.13",
+        "accelerator": "cuda",
+        "package_manager": "uv",
+    },
+    # One uv.lock, both builds: the image test builds and checks each (TORCH_BUILD=cpu, cu130).
+    {
+        "torch_version": "2.13.0",
+        "python_version": "3.11",
+        "accelerator": "cpu+cuda",
+        "package_manager": "uv",
+    },
     {},
-    {"torch_version": "2.15.0", "python_version": "3.15", "accelerator": "cpu"},
+    {
+        "torch_version": "2.15.0",
+        "python_version": "3.15",
+        "accelerator": "cpu",
+        "package_manager": "uv",
+    },
     {
         "torch_version": "2.13.0",
         "python_version": "3.14",
@@ -178,11 +232,24 @@ BUILDS = [
         "cuda_version": "12.6",
         "include_torchaudio": "yes",
     },
-    {"torch_version": "2.10.0", "python_version": "3.11", "accelerator": "cpu", "platforms": ARM64},
+    {
+        "torch_version": "2.10.0",
+        "python_version": "3.11",
+        "accelerator": "cpu",
+        "platforms": ARM64,
+        "package_manager": "uv",
+    },
     {
         "torch_version": "2.14.1",
         "python_version": "3.11",
         "accelerator": "cuda",
+        "platforms": ARM64,
+    },
+    {
+        "torch_version": "2.14.1",
+        "python_version": "3.11",
+        "accelerator": "cpu+cuda",
+        "package_manager": "uv",
         "platforms": ARM64,
     },
 ]
@@ -192,7 +259,7 @@ def with_defaults(answers: dict[str, str]) -> dict[str, str]:
     """The answers a bake with these --no-input values ends up with, for the build options."""
     defaults = json.loads((TEMPLATE / "cookiecutter.json").read_text())
     keys = ("torch_version", "python_version", "accelerator", "cuda_version",
-            "include_torchvision", "include_torchaudio", "platforms")  # fmt: skip
+            "include_torchvision", "include_torchaudio", "platforms", "package_manager")  # fmt: skip
     # A choice's default is its first item; python_version is text (see cookiecutter.json).
     first = {key: d if isinstance(d, str) else d[0] for key, d in defaults.items() if key in keys}
     return {key: answers.get(key, first[key]) for key in keys}

@@ -8,7 +8,16 @@ import pytest
 from combinations import ARM64, BUILDS, EXPECTED, with_defaults
 
 from template_testing.commands import TEMPLATE
-from torch_compat import AUTO_CUDA, AUTO_PLATFORMS, CPU_BUILD, CompatError, load, readme_table
+from torch_compat import (
+    ACCELERATORS,
+    AUTO_CUDA,
+    AUTO_PLATFORMS,
+    CPU_BUILD,
+    PACKAGE_MANAGERS,
+    CompatError,
+    load,
+    readme_table,
+)
 
 COMPAT = load()
 CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
@@ -101,7 +110,8 @@ def test_cookiecutter_choices_offer_exactly_the_data():
     assert re.findall(r"3\.\d+", prompt) == sorted(COMPAT.python_versions, key=minor)
     assert CHOICES["cuda_version"][0] == AUTO_CUDA
     assert sorted(CHOICES["cuda_version"][1:]) == sorted(COMPAT.cuda_versions)
-    assert CHOICES["accelerator"] == ["cpu", "cuda"]
+    assert CHOICES["accelerator"] == list(ACCELERATORS)
+    assert CHOICES["package_manager"] == list(PACKAGE_MANAGERS)
     assert CHOICES["platforms"] == AUTO_PLATFORMS
     assert all(p in CHOICES["__prompts__"]["platforms"] for p in COMPAT.platforms)
     # The defaults (first choices) make a project that exists.
@@ -144,12 +154,16 @@ def test_image_builds_cover_every_option():
     resolved_cuda = {COMPAT.plan(b).cuda for b in builds} - {None}
     assert resolved_cuda == set(COMPAT.cuda_versions)
     assert {b["python_version"] for b in builds} == set(COMPAT.python_versions)
-    for key in ("torch_version", "accelerator"):
+    for key in ("torch_version", "accelerator", "package_manager"):
         assert {b[key] for b in builds} == set(CHOICES[key]), key
     for key in ("include_torchvision", "include_torchaudio"):
         assert {b[key] for b in builds} == {"yes", "no"}, key
-    # arm64 alone, a CPU and a CUDA build; the others take every platform (built for the host's).
+    # arm64 alone, each accelerator; the others take every platform (built for the host's).
     arm64 = [COMPAT.plan(b) for b in builds if b["platforms"] == ARM64]
-    assert {p.accelerator for p in arm64} == {"cpu", "cuda"}
+    assert {p.accelerator for p in arm64} == {"cpu", "cuda", "cpu+cuda"}
     assert {b["platforms"] for b in builds} == {AUTO_PLATFORMS, ARM64}
-    assert 8 <= len(builds) <= 12
+    # uv: each accelerator, and both architectures.
+    uv = [b for b in builds if b["package_manager"] == "uv"]
+    assert {COMPAT.plan(b).accelerator for b in uv} == {"cpu", "cuda", "cpu+cuda"}
+    assert {b["platforms"] for b in uv} == {AUTO_PLATFORMS, ARM64}
+    assert 8 <= len(builds) <= 14

@@ -38,7 +38,8 @@ RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
 
 
 def expected_platforms(combo: dict[str, str], cuda: str | None) -> list[str]:
-    """The answer, or every platform with wheels of the build (companions are not asked here)."""
+    """The answer, or every platform with wheels of the build(s) (companions are not asked
+    here; the CPU build has arm64 wheels wherever a CUDA build has)."""
     if combo.get("platforms", "auto") != "auto":
         return combo["platforms"].split(",")
     arm64 = EXPECTED[combo["torch_version"]]["arm64"]["torch"]
@@ -49,7 +50,7 @@ def expected_platforms(combo: dict[str, str], cuda: str | None) -> list[str]:
 def test_bakes_clean(bake, combo):
     project = bake(**combo, include_torchvision="no", include_torchaudio="no")
     expected = EXPECTED[combo["torch_version"]]
-    cuda = expected["cuda"].get(combo["cuda_version"]) if combo["accelerator"] == "cuda" else None
+    cuda = expected["cuda"].get(combo["cuda_version"]) if combo["accelerator"] != "cpu" else None
 
     for path in text_files(project):
         assert not UNRENDERED.search(path.read_text(encoding="utf-8")), (
@@ -57,22 +58,17 @@ def test_bakes_clean(bake, combo):
         )
 
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    assert f"torch=={combo['torch_version']}" in pyproject["project"]["dependencies"]
     assert pyproject["project"]["requires-python"] == f"=={combo['python_version']}.*"
-    (source,) = pyproject["tool"]["poetry"]["source"]
-    suffix = f"cu{cuda.replace('.', '')}" if cuda else "cpu"
-    assert source == {
-        "name": f"pytorch-{suffix}",
-        "url": f"https://download.pytorch.org/whl/{suffix}/",
-        "priority": "explicit",
-    }
-    assert pyproject["tool"]["poetry"]["dependencies"] == {"torch": {"source": source["name"]}}
-
+    assert "pytest>=8" in pyproject["dependency-groups"]["dev"]  # PEP 735, both managers
+    both = combo["accelerator"] == "cpu+cuda"
+    suffixes = (["cpu"] if both or not cuda else []) + ([index_suffix(cuda)] if cuda else [])
     dockerfile = (project / "Dockerfile").read_text()
     assert f"ARG PYTHON_VERSION={combo['python_version']}" in dockerfile
-    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl\n" in dockerfile
     assert "ARG PACKAGE_INDEX_URL=https://pypi.org/simple/\n" in dockerfile
-    assert f'"${{TORCH_INDEX_URL}}/{suffix}/"' in dockerfile
+    if combo.get("package_manager") == "uv":
+        check_uv_project(project, pyproject, combo, suffixes, dockerfile)
+    else:
+        check_poetry_project(project, pyproject, combo, suffixes[0], dockerfile)
     assert not (project / "licenses").exists()
     assert (project / "compose.gpu.yaml").exists() == bool(cuda)
     if not cuda:
@@ -95,11 +91,11 @@ def test_bakes_clean(bake, combo):
     workflows = [".github/workflows/ci.yml", ".github/workflows/release.yml"]
     schema_valid(project, "vendor.github-workflows", *workflows)
     platforms = expected_platforms(combo, cuda)
-    for workflow in workflows:  # each platform built on a runner of its own architecture
+    for workflow in workflows:  # each platform (and build) on a runner of its architecture
         jobs = yaml.safe_load((project / workflow).read_text())["jobs"]
         matrix = jobs["image"]["strategy"]["matrix"]["include"]
-        assert [(m["platform"], m["runner"]) for m in matrix] == [
-            (p, RUNNERS[p]) for p in platforms
+        assert [(m["platform"], m["runner"], m.get("torch-build")) for m in matrix] == [
+            (p, RUNNERS[p], s if both else None) for s in suffixes for p in platforms
         ]
     assert f"for {' and '.join(platforms)}." in dockerfile
     schema_valid(project, "vendor.dependabot", ".github/dependabot.yml")
@@ -107,6 +103,54 @@ def test_bakes_clean(bake, combo):
     manifests = manifests_valid(project)
     assert ("nvidia.com/gpu" in manifests) == bool(cuda)
     ruff_clean(project)
+
+
+def index_suffix(cuda: str) -> str:
+    return f"cu{cuda.replace('.', '')}"
+
+
+def check_poetry_project(project, pyproject, combo, suffix, dockerfile) -> None:
+    """torch from one explicit Poetry source; the image exports poetry.lock and installs it."""
+    assert f"torch=={combo['torch_version']}" in pyproject["project"]["dependencies"]
+    (source,) = pyproject["tool"]["poetry"]["source"]
+    assert source == {
+        "name": f"pytorch-{suffix}",
+        "url": f"https://download.pytorch.org/whl/{suffix}/",
+        "priority": "explicit",
+    }
+    assert pyproject["tool"]["poetry"]["dependencies"] == {"torch": {"source": source["name"]}}
+    assert "tool" not in pyproject or "uv" not in pyproject["tool"]
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl\n" in dockerfile
+    assert f'"${{TORCH_INDEX_URL}}/{suffix}/"' in dockerfile
+    assert (project / "docker" / "export_requirements.py").exists()
+
+
+def check_uv_project(project, pyproject, combo, suffixes, dockerfile) -> None:
+    """torch from an explicit uv index per build (an extra per build, conflicting, for
+    cpu+cuda); the image installs uv.lock with uv alone; nothing of Poetry's is left."""
+    torch = f"torch=={combo['torch_version']}"
+    uv = pyproject["tool"]["uv"]
+    indexes = [{"name": f"pytorch-{s}", "url": f"https://download.pytorch.org/whl/{s}/",
+                "explicit": True} for s in suffixes]  # fmt: skip
+    assert uv["index"] == indexes
+    if combo["accelerator"] == "cpu+cuda":
+        assert torch not in pyproject["project"]["dependencies"]
+        assert pyproject["project"]["optional-dependencies"] == {s: [torch] for s in suffixes}
+        assert uv["conflicts"] == [[{"extra": s} for s in suffixes]]
+        sources = [{"index": f"pytorch-{s}", "extra": s} for s in suffixes]
+        assert pyproject["tool"]["uv"]["sources"] == {"torch": sources}
+        sync = 'uv sync --locked --no-install-project --no-dev --extra "${TORCH_BUILD}"\n'
+        assert sync in dockerfile
+    else:
+        assert torch in pyproject["project"]["dependencies"]
+        assert uv["sources"] == {"torch": {"index": indexes[0]["name"]}}
+        assert "uv sync --locked --no-install-project --no-dev\n" in dockerfile
+    assert uv["environments"] == ["sys_platform == 'linux'"]
+    assert pyproject["build-system"]["build-backend"] == "uv_build"
+    poetry_files = ("poetry.toml", "docker/export_requirements.py", "docker/install_locked.sh")
+    assert not [p for p in poetry_files if (project / p).exists()]
+    for path in [*text_files(project), project / "Dockerfile", project / ".dockerignore"]:
+        assert "poetry" not in path.read_text().lower(), path
 
 
 @pytest.mark.parametrize("torch_version", [t for t, f in EXPECTED.items() if f["torchvision"]])

@@ -15,7 +15,9 @@ import os
 import re
 import subprocess
 import time
+import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -63,16 +65,26 @@ def test_image_builds_and_runs(host, build, tmp_path):
     if plan.cuda:
         ensure_space()  # a CUDA image is ~6 GB, its build cache more: make room first
     project = host.bake(tmp_path, plan, **answers)
+    check_lock_carries_every_platform(project, host)
+    for variant in plan.variants:  # cpu+cuda: each build of the one lock, picked by TORCH_BUILD
+        if variant is not plan:
+            project.torch_build = variant.index_suffix
+            print(f"{build_id(build)}: the {variant.index_suffix} build of the lock")
+        check_images(project, variant, compiled=bool(build.get("compiled")))
+
+
+def check_images(project: BakedProject, plan: TorchPlan, compiled: bool) -> None:
+    """Build the project's runtime, test and slim images of one torch build and check them."""
     images = [f"{project.tag}-{t}" for t in ("runtime", "test", "runtime-slim", "test-slim",
                                               "runtime-compile")]  # fmt: skip
     try:
-        check_lock_carries_every_platform(project, host)
         image = project.build("runtime")
         check_platform(image, project)
         check_torch_build(image, plan)
         check_no_nvidia_package_in_a_cpu_build(image, plan)
+        check_no_package_tool_in_the_runtime(image)
         check_compile_is_refused_without_a_compiler(image)
-        check_the_gpu_check_says_why_not(image, project)
+        check_the_gpu_check_says_why_not(image, project, plan)
         check_runs_as_non_root_with_a_healthcheck(image)
         check_training_writes_a_checkpoint(image)
         check_cuda_libraries(image, plan)
@@ -87,12 +99,12 @@ def test_image_builds_and_runs(host, build, tmp_path):
         check_serves_predictions(slim, project)
         if project.emulated:  # ~8 minutes more under QEMU; GitHub's arm runners run it natively
             print(
-                f"{build_id(build)}: the project's tests against runtime-slim's venv run on "
+                f"{project.path.name}: the project's tests against runtime-slim's venv run on "
                 "native runners only (emulated here; they ran against the runtime's venv)"
             )
         else:
             check_project_tests_pass_in_the_test_stage(project, venv="slim-venv")
-        if build.get("compiled"):
+        if compiled:
             remove_images(*images[2:])
             check_compiled_serving(project)
     finally:
@@ -154,18 +166,33 @@ def check_platform(image: str, project: BakedProject) -> None:
 
 
 def check_lock_carries_every_platform(project: BakedProject, host: ImageHost) -> None:
-    """poetry.lock holds torch wheels for the project's Python on every platform answered (one
-    lock; each build installs its own). Offline, only the platforms whose wheels the local index
-    can serve: they are what the lock could see."""
+    """The lock holds torch wheels for the project's Python on every platform answered, of
+    every build (one lock; each build installs its own). Offline, only the platforms whose
+    wheels the local index can serve: they are what the lock could see."""
     plan, compat = project.plan, load()
-    machines = [compat.machine(p) for p in plan.platforms]
-    if host.index:
-        machines = [m for m in machines if not host.index.missing(plan, m)]
+    machines = [compat.machine(p) for p in host.servable_platforms(plan)]
     assert compat.machine(project.platform) in machines
     cp = "cp" + plan.python.replace(".", "")
-    files = re.findall(r'file = "(torch-[^"]+\.whl)"', (project.path / "poetry.lock").read_text())
-    for machine in machines:
-        assert [f for f in files if f"-{cp}-" in f and machine in f], (machine, files)
+    for variant in plan.variants:
+        files = locked_torch_wheels(project, variant)
+        for machine in machines:
+            assert [f for f in files if f"-{cp}-" in f and machine in f], (machine, files)
+
+
+def locked_torch_wheels(project: BakedProject, plan: TorchPlan) -> list[str]:
+    """The file names of the wheels the lock holds for the plan's torch build (its index)."""
+    lock = tomllib.loads(project.lock_file.read_text())
+    torch = [p for p in lock["package"] if p["name"] == "torch"]
+    if plan.package_manager == "uv":
+        return [
+            urllib.parse.unquote(wheel["url"].rsplit("/", 1)[1])
+            for p in torch
+            if p["source"]["registry"].rstrip("/").endswith(f"/{plan.index_suffix}")
+            for wheel in p["wheels"]
+        ]
+    return [
+        f["file"] for p in torch if p["source"]["reference"] == plan.source_name for f in p["files"]
+    ]
 
 
 def check_no_nvidia_package_in_a_cpu_build(image: str, plan: TorchPlan) -> None:
@@ -181,11 +208,21 @@ def check_no_nvidia_package_in_a_cpu_build(image: str, plan: TorchPlan) -> None:
         assert any(n.lower().startswith("nvidia") for n in gpu), names
 
 
-def check_the_gpu_check_says_why_not(image: str, project: BakedProject) -> None:
+def check_no_package_tool_in_the_runtime(image: str) -> None:
+    """The runtime's Python imports neither pip, Poetry nor uv, and no uv or Poetry is on PATH:
+    they stay in the build stages."""
+    probe = (
+        "import importlib.util as u, shutil; tools = ('pip', 'poetry', 'uv'); "
+        "print([t for t in tools if u.find_spec(t)] + [t for t in tools[1:] if shutil.which(t)])"
+    )
+    assert docker_run(image, "-c", probe, entrypoint="python").strip() == "[]"
+
+
+def check_the_gpu_check_says_why_not(image: str, project: BakedProject, plan: TorchPlan) -> None:
     """No GPU here: a CUDA image names the missing driver (a CPU one its build) at start-up."""
     probe = f"from {project.package}.gpu import Accelerator; print(Accelerator.detect().problem)"
     problem = docker_run(image, "-c", probe, entrypoint="python")
-    expected = "no NVIDIA driver is visible" if project.plan.cuda else "CPU-only build"
+    expected = "no NVIDIA driver is visible" if plan.cuda else "CPU-only build"
     assert expected in problem, problem
 
 
@@ -228,8 +265,11 @@ def check_compose_serves_predictions(project: BakedProject) -> None:
     compose = [docker(), "compose", "-p", name, *project.compose_files()]
     env = project.compose_env(port)
     config = json.loads(sh(*compose, "config", "--format", "json", cwd=project.path, env=env))
-    build = config["services"]["train"]["build"]
-    assert build["args"]["TORCH_INDEX_URL"] == project.plan.index_base
+    build, plan = config["services"]["train"]["build"], project.plan
+    assert build["args"]["PACKAGE_INDEX_URL"] == plan.package_index
+    if plan.package_manager == "poetry":
+        assert build["args"]["TORCH_INDEX_URL"] == plan.index_base
+    assert build["args"].get("TORCH_BUILD") == project.torch_build
     assert build["secrets"][0]["source"] == "ca-bundle"
     try:
         sh(*compose, "build", cwd=project.path, env=env)  # warm: the runtime image was just built

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DATA_FILE = Path(__file__).with_name("releases.json")
@@ -18,6 +18,8 @@ AUTO_PLATFORMS = "auto"  # every Linux platform the chosen build and companions 
 CPU_BUILD = "cpu"  # a build's name in the data: "cpu" or a CUDA version
 COMPANIONS = ("torchvision", "torchaudio")
 PYPI_SIMPLE = "https://pypi.org/simple/"  # what an empty package_index_url answer means
+ACCELERATORS = ("cpu", "cuda", "cpu+cuda")  # cpu+cuda: both builds in one lock (uv only)
+PACKAGE_MANAGERS = ("poetry", "uv")
 
 
 def default_answer(key: str) -> str:
@@ -66,6 +68,17 @@ class TorchPlan:
     min_linux_driver: str | None
     debian_release: str
     platforms: tuple[str, ...] = ("linux/amd64",)  # Docker platforms, e.g. linux/arm64
+    package_manager: str = "poetry"
+
+    @property
+    def variants(self) -> tuple[TorchPlan, ...]:
+        """The one-build plans an image is built from: this plan, or for cpu+cuda its CPU and
+        its CUDA build (the lock holds both; a build argument picks one)."""
+        if self.accelerator != "cpu+cuda":
+            return (self,)
+        cpu = replace(self, accelerator="cpu", cuda=None, index_suffix=CPU_BUILD,
+                      min_linux_driver=None)  # fmt: skip
+        return (cpu, replace(self, accelerator="cuda"))
 
     @property
     def index_url(self) -> str:
@@ -140,6 +153,12 @@ class Compat:
         companions may be left out) to one torch build, or raise CompatError saying why not."""
         torch_version, python_version = answers["torch_version"], answers["python_version"]
         accelerator = answers["accelerator"]
+        package_manager = answers.get("package_manager", "poetry")
+        if package_manager not in PACKAGE_MANAGERS:
+            raise CompatError(
+                f"package_manager {package_manager!r} is not offered; choose one of: "
+                f"{', '.join(PACKAGE_MANAGERS)}"
+            )
         cuda_version = answers.get("cuda_version", AUTO_CUDA)
         torch_index_url = answers.get("torch_index_url", default_answer("torch_index_url"))
         with_torchvision = answers.get("include_torchvision") == "yes"
@@ -157,7 +176,13 @@ class Compat:
                     f"with accelerator 'cpu' leave cuda_version at {AUTO_CUDA!r}"
                 )
             cuda, suffix, driver = None, "cpu", None
-        elif accelerator == "cuda":
+        elif accelerator in ("cuda", "cpu+cuda"):
+            if accelerator == "cpu+cuda" and package_manager != "uv":
+                raise CompatError(
+                    "accelerator 'cpu+cuda' needs package_manager 'uv': Poetry cannot hold two "
+                    "torch builds in one lock (python-poetry/poetry#6409); answer "
+                    "package_manager=uv, or accelerator cpu or cuda"
+                )
             cuda = release.recommended_cuda if cuda_version == AUTO_CUDA else cuda_version
             if cuda not in release.cuda_builds:
                 raise CompatError(
@@ -168,7 +193,8 @@ class Compat:
             driver = self.raw["cuda"][cuda]["min_linux_driver"]
         else:
             raise CompatError(
-                f"accelerator {accelerator!r} is not offered; choose one of: cpu, cuda"
+                f"accelerator {accelerator!r} is not offered; choose one of: "
+                f"{', '.join(ACCELERATORS)}"
             )
         for wanted, name, version in (
             (with_torchvision, "torchvision", release.torchvision),
@@ -180,12 +206,13 @@ class Compat:
                     f"{name} has no release for torch {release.version}; set include_{name}=no "
                     f"or choose torch_version from: {', '.join(having)}"
                 )
-        build = cuda or CPU_BUILD
+        builds = [CPU_BUILD, cuda] if accelerator == "cpu+cuda" else [cuda or CPU_BUILD]
         companions = {"torchvision": with_torchvision, "torchaudio": with_torchaudio}
         packages = ["torch", *(name for name in COMPANIONS if companions[name])]
-        platforms = self.platforms_for(
-            release, build, packages, answers.get("platforms", AUTO_PLATFORMS)
-        )
+        answer = answers.get("platforms", AUTO_PLATFORMS)
+        # cpu+cuda: the platforms both builds have (linux/amd64 has every build).
+        found = [self.platforms_for(release, build, packages, answer) for build in builds]
+        platforms = tuple(p for p in found[-1] if all(p in f for f in found))
         if not torch_index_url.strip():
             raise CompatError(
                 f"torch_index_url is empty; the default is {default_answer('torch_index_url')}"
@@ -203,6 +230,7 @@ class Compat:
             min_linux_driver=driver,
             debian_release=self.raw["python"][python_version]["debian_release"],
             platforms=platforms,
+            package_manager=package_manager,
         )
 
     def platforms_for(
