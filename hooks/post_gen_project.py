@@ -38,7 +38,10 @@ def print_next_steps(plan: TorchPlan) -> None:
     build = f"CUDA {plan.cuda} (NVIDIA driver >= {plan.min_linux_driver})" if plan.cuda else "CPU"
     if plan.accelerator == "cpu+cuda":
         build = f"CPU and {build}"
-    compose = "docker compose -f compose.yaml -f compose.gpu.yaml" if plan.cuda else "docker compose"
+    gpu = "docker compose -f compose.yaml -f compose.gpu.yaml up --build"
+    compose = gpu if plan.cuda else "docker compose up --build"
+    if plan.accelerator == "cpu+cuda":  # the CPU build by default, the CUDA one with the override
+        compose = f"docker compose up --build    (the CUDA build: {gpu})"
     if plan.package_manager == "uv":
         extra = " --extra cpu" if plan.accelerator == "cpu+cuda" else ""
         lock, develop = "uv.lock", f"uv sync{extra} && uv run pytest"
@@ -50,7 +53,7 @@ def print_next_steps(plan: TorchPlan) -> None:
         f"  cd {PROJECT.name}\n"
         f"  docker build --target lock --output type=local,dest=. .   # writes {lock}; commit it\n"
         f"      (or, with {plan.package_manager} installed: {plan.package_manager} lock)\n"
-        f"  {compose} up --build\n"
+        f"  {compose}\n"
         f"  {develop:<59} # to develop outside Docker\n"
     )
 
