@@ -206,6 +206,31 @@ def test_mirror_answers_are_the_defaults_of_every_build(bake):
     assert "pypi.org" not in text and "download.pytorch.org" not in text
 
 
+def test_uv_projects_lock_from_the_mirror_answers(bake):
+    """With uv the indexes are lock facts: pyproject.toml's indexes are the mirror answers (the
+    package index replaces PyPI as the default), and compose passes only the index pip installs
+    uv from."""
+    project = bake(package_manager="uv", accelerator="cpu+cuda", **MIRRORS)
+    uv = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["uv"]
+    assert uv["index"][0] == {
+        "name": "package-index",
+        "url": MIRRORS["package_index_url"],
+        "default": True,
+    }
+    mirror = MIRRORS["torch_index_url"]
+    assert [i["url"] for i in uv["index"][1:]] == [f"{mirror}/cpu/", f"{mirror}/cu132/"]
+    args = yaml.safe_load((project / "compose.yaml").read_text())["services"]["train"]["build"]
+    assert args["args"] == {
+        "PACKAGE_INDEX_URL": f"${{PACKAGE_INDEX_URL:-{MIRRORS['package_index_url']}}}",
+        "TORCH_BUILD": "${TORCH_BUILD:-cpu}",
+        "PYTHON_IMAGE": "${PYTHON_IMAGE:-python}",
+    }
+    gpu = yaml.safe_load((project / "compose.gpu.yaml").read_text())["services"]["train"]
+    assert gpu["build"]["args"] == {"TORCH_BUILD": "cu132"}
+    text = "\n".join(p.read_text() for p in text_files(project))
+    assert "pypi.org" not in text and "download.pytorch.org" not in text
+
+
 def test_torch_index_url_is_a_setting(bake):
     project = bake(accelerator="cuda", torch_index_url="http://127.0.0.1:9/whl/")
     (source,) = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["poetry"]["source"]
@@ -283,6 +308,37 @@ def test_one_version_of_each_tool_for_image_ci_and_template(bake):
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     assert workflow["env"]["POETRY_VERSION"] == pins["poetry"]
     assert f"Poetry {pins['poetry']}" in (project / "README.md").read_text()
+
+
+def test_release_of_a_cpu_and_cuda_project_pushes_each_build(bake):
+    """cpu+cuda: each torch build of the lock is an image of its own, tagged VERSION (CPU) and
+    VERSION-cuXYZ, each joined from its platforms' digests."""
+    project = bake(package_manager="uv", accelerator="cpu+cuda", torch_version="2.14.1",
+                   python_version="3.12")  # fmt: skip
+    release = yaml.safe_load((project / ".github/workflows/release.yml").read_text())
+    image, manifest = release["jobs"]["image"], release["jobs"]["manifest"]
+    (build,) = [s for s in image["steps"] if s.get("id") == "build"]
+    assert build["with"]["build-args"] == "TORCH_BUILD=${{ matrix.torch-build }}"
+    assert manifest["strategy"]["matrix"]["include"] == [
+        {"torch-build": "cpu", "suffix": ""},
+        {"torch-build": "cu130", "suffix": "-cu130"},
+    ]
+    (download,) = [s for s in manifest["steps"] if "download-artifact" in s.get("uses", "")]
+    assert download["with"]["pattern"] == "digest-${{ matrix.torch-build }}-*"
+
+
+def test_uv_projects_use_the_template_uv_everywhere(bake):
+    project = bake(package_manager="uv")
+    uv = tools.pins()["uv"]
+    assert f"ARG UV_VERSION={uv}\n" in (project / "Dockerfile").read_text()
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    assert workflow["env"] == {"UV_VERSION": uv}
+    (setup,) = [s for s in workflow["jobs"]["test"]["steps"] if "setup-uv" in s.get("uses", "")]
+    assert setup["with"]["version"] == "${{ env.UV_VERSION }}"
+    assert f"uv {uv}" in (project / "README.md").read_text()
+    dependabot = yaml.safe_load((project / ".github" / "dependabot.yml").read_text())
+    (python,) = [u for u in dependabot["updates"] if u["package-ecosystem"] == "uv"]
+    assert python["groups"]["torch"]["patterns"] == ["torch", "torchvision", "torchaudio"]
 
 
 def test_release_pushes_one_multi_platform_image_with_attestations(bake):
