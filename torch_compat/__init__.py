@@ -169,43 +169,10 @@ class Compat:
                 f"torch {release.version} has no wheels for Python {python_version}; "
                 f"choose python_version from: {', '.join(release.python)}"
             )
-        if accelerator == "cpu":
-            if cuda_version != AUTO_CUDA:
-                raise CompatError(
-                    f"cuda_version {cuda_version!r} needs accelerator 'cuda'; "
-                    f"with accelerator 'cpu' leave cuda_version at {AUTO_CUDA!r}"
-                )
-            cuda, suffix, driver = None, "cpu", None
-        elif accelerator in ("cuda", "cpu+cuda"):
-            if accelerator == "cpu+cuda" and package_manager != "uv":
-                raise CompatError(
-                    "accelerator 'cpu+cuda' needs package_manager 'uv': Poetry cannot hold two "
-                    "torch builds in one lock (python-poetry/poetry#6409); answer "
-                    "package_manager=uv, or accelerator cpu or cuda"
-                )
-            cuda = release.recommended_cuda if cuda_version == AUTO_CUDA else cuda_version
-            if cuda not in release.cuda_builds:
-                raise CompatError(
-                    f"torch {release.version} has no CUDA {cuda} build; choose cuda_version from: "
-                    f"{AUTO_CUDA} (= {release.recommended_cuda}), {', '.join(release.cuda_builds)}"
-                )
-            suffix = self.index_suffix(cuda)
-            driver = self.raw["cuda"][cuda]["min_linux_driver"]
-        else:
-            raise CompatError(
-                f"accelerator {accelerator!r} is not offered; choose one of: "
-                f"{', '.join(ACCELERATORS)}"
-            )
-        for wanted, name, version in (
-            (with_torchvision, "torchvision", release.torchvision),
-            (with_torchaudio, "torchaudio", release.torchaudio),
-        ):
-            if wanted and version is None:
-                having = [r.version for r in self.releases if getattr(r, name)]
-                raise CompatError(
-                    f"{name} has no release for torch {release.version}; set include_{name}=no "
-                    f"or choose torch_version from: {', '.join(having)}"
-                )
+        cuda = self.cuda_build(release, accelerator, cuda_version, package_manager)
+        suffix = self.index_suffix(cuda) if cuda else CPU_BUILD
+        driver = self.raw["cuda"][cuda]["min_linux_driver"] if cuda else None
+        self.check_companions(release, with_torchvision, with_torchaudio)
         builds = [CPU_BUILD, cuda] if accelerator == "cpu+cuda" else [cuda or CPU_BUILD]
         companions = {"torchvision": with_torchvision, "torchaudio": with_torchaudio}
         packages = ["torch", *(name for name in COMPANIONS if companions[name])]
@@ -232,6 +199,51 @@ class Compat:
             platforms=platforms,
             package_manager=package_manager,
         )
+
+    def cuda_build(
+        self, release: TorchRelease, accelerator: str, cuda_version: str, package_manager: str
+    ) -> str | None:
+        """The CUDA build the answers ask for (None for a CPU project), or CompatError."""
+        if accelerator == "cpu":
+            if cuda_version != AUTO_CUDA:
+                raise CompatError(
+                    f"cuda_version {cuda_version!r} needs accelerator 'cuda'; "
+                    f"with accelerator 'cpu' leave cuda_version at {AUTO_CUDA!r}"
+                )
+            return None
+        if accelerator not in ACCELERATORS:
+            raise CompatError(
+                f"accelerator {accelerator!r} is not offered; choose one of: "
+                f"{', '.join(ACCELERATORS)}"
+            )
+        if accelerator == "cpu+cuda" and package_manager != "uv":
+            raise CompatError(
+                "accelerator 'cpu+cuda' needs package_manager 'uv': Poetry cannot hold two "
+                "torch builds in one lock (python-poetry/poetry#6409); answer "
+                "package_manager=uv, or accelerator cpu or cuda"
+            )
+        cuda = release.recommended_cuda if cuda_version == AUTO_CUDA else cuda_version
+        if cuda not in release.cuda_builds:
+            raise CompatError(
+                f"torch {release.version} has no CUDA {cuda} build; choose cuda_version from: "
+                f"{AUTO_CUDA} (= {release.recommended_cuda}), {', '.join(release.cuda_builds)}"
+            )
+        return cuda
+
+    def check_companions(
+        self, release: TorchRelease, with_torchvision: bool, with_torchaudio: bool
+    ) -> None:
+        """CompatError when a companion asked for has no release matching torch's."""
+        for wanted, name, version in (
+            (with_torchvision, "torchvision", release.torchvision),
+            (with_torchaudio, "torchaudio", release.torchaudio),
+        ):
+            if wanted and version is None:
+                having = [r.version for r in self.releases if getattr(r, name)]
+                raise CompatError(
+                    f"{name} has no release for torch {release.version}; set include_{name}=no "
+                    f"or choose torch_version from: {', '.join(having)}"
+                )
 
     def platforms_for(
         self, release: TorchRelease, build: str, packages: list[str], answer: str
