@@ -102,6 +102,7 @@ WORKDIR /app
 COPY pyproject.toml ./
 COPY src/ src/
 COPY tests/ tests/
-CMD ["python", "-m", "pytest", "-p", "no:cacheprovider"]
+# `docker run IMAGE` runs the fast layer; arguments go to pytest (`-m slow`: the slow one).
+ENTRYPOINT ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
 {% include "runtime.Dockerfile" %}

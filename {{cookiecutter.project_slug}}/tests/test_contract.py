@@ -6,6 +6,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+pytestmark = pytest.mark.slow  # against a real server
+
 EXAMPLES = 30  # per operation and mode: enough to hit every documented error, fast on a CPU
 
 

@@ -1,6 +1,7 @@
-"""The Open Inference Protocol v2, driven by its own client (tritonclient[http], as KServe and
-Triton users do) against a real server, and malformed requests sent by hand: every one a 4xx
-with {"error": ...}, never a 5xx."""
+"""The Open Inference Protocol v2. The fast layer drives the app in-process, with requests and
+answers encoded and decoded by the protocol's own client (tritonclient[http], as KServe and
+Triton users do) and malformed requests written by hand: every one a 4xx with {"error": ...},
+never a 5xx. The slow layer points tritonclient at a real server."""
 
 import http.client
 import json
@@ -10,10 +11,12 @@ import urllib.parse
 import pytest
 import torch
 import tritonclient.http as triton
+from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.oip import tensor_bytes
+from {{ cookiecutter.package_name }}.service import create_app
 
 from serving import expected_outputs, random_inputs, raw_connection, triton_inputs
 
@@ -21,12 +24,67 @@ INFER = f"/v2/models/{MODEL.name}/infer"
 
 
 @pytest.fixture(scope="module")
+def app_client(checkpoint):
+    """The app in-process (httpx's ASGI transport): no socket, no server."""
+    with TestClient(create_app(checkpoint, device="cpu")) as test_client:
+        yield test_client
+
+
+def infer_in_process(app_client, inputs, outputs=None, **options) -> triton.InferResult:
+    """tritonclient's own request body, posted in-process; its answer decoded by tritonclient."""
+    body, json_size = triton.InferenceServerClient.generate_request_body(
+        inputs, outputs=outputs, **options
+    )
+    status, headers, content = post_infer(app_client, body, json_size and str(json_size))
+    assert status == 200, content[:500]
+    length = headers.get("inference-header-content-length")
+    return triton.InferResult.from_response_body(
+        content, header_length=int(length) if length else None
+    )
+
+
+def post_infer(app_client, body: bytes, header_length: str | None = None, path: str = INFER):
+    """POST `body` to `path` in-process: (status, headers, raw answer)."""
+    headers = {"content-type": "application/octet-stream"}
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = header_length
+    response = app_client.post(path, content=body, headers=headers)
+    return response.status_code, response.headers, response.content
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_answers_what_the_model_answers(app_client, checkpoint, binary):
+    inputs = random_inputs(5, seed=1)
+    asked = [triton.InferRequestedOutput(s.name, binary_data=binary) for s in MODEL.outputs]
+    result = infer_in_process(
+        app_client, triton_inputs(inputs, binary), outputs=asked, request_id="req-7"
+    )
+    assert result.get_response()["id"] == "req-7"
+    expected = expected_outputs(checkpoint, inputs)
+    for spec in MODEL.outputs:
+        got = torch.tensor(result.as_numpy(spec.name))
+        torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+
+
+def test_outputs_default_to_all_of_them_in_binary(app_client, checkpoint):
+    inputs = random_inputs(3, seed=2)
+    result = infer_in_process(app_client, triton_inputs(inputs, binary=True))
+    expected = expected_outputs(checkpoint, inputs)
+    for output in result.get_response()["outputs"]:
+        assert "binary_data_size" in output["parameters"]
+        got = torch.tensor(result.as_numpy(output["name"]))
+        torch.testing.assert_close(got, expected[output["name"]], rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
 def client(live_url):
+    """tritonclient against a real server (slow layer)."""
     client = triton.InferenceServerClient(live_url.removeprefix("http://"), network_timeout=30)
     yield client
     client.close()
 
 
+@pytest.mark.slow
 def test_live_ready_and_described(client):
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(MODEL.name) and client.is_model_ready(MODEL.name, MODEL.version)
@@ -46,8 +104,9 @@ def test_live_ready_and_described(client):
     assert index == [{"name": MODEL.name, "version": MODEL.version, "state": "READY", "reason": ""}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_infer_answers_what_the_model_answers(client, checkpoint, binary):
+def test_a_real_server_answers_tritonclient(client, checkpoint, binary):
     inputs = random_inputs(5, seed=1)
     asked = [triton.InferRequestedOutput(s.name, binary_data=binary) for s in MODEL.outputs]
     result = client.infer(
@@ -61,16 +120,7 @@ def test_infer_answers_what_the_model_answers(client, checkpoint, binary):
         torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
 
 
-def test_outputs_default_to_all_of_them_in_binary(client, checkpoint):
-    inputs = random_inputs(3, seed=2)
-    result = client.infer(MODEL.name, triton_inputs(inputs, binary=True))
-    expected = expected_outputs(checkpoint, inputs)
-    for output in result.get_response()["outputs"]:
-        assert "binary_data_size" in output["parameters"]
-        got = torch.tensor(result.as_numpy(output["name"]))
-        torch.testing.assert_close(got, expected[output["name"]], rtol=1e-4, atol=1e-5)
-
-
+@pytest.mark.slow
 def test_an_unknown_model_or_version_is_refused(client):
     inputs = triton_inputs(random_inputs(1), binary=True)
     with pytest.raises(InferenceServerException, match="unknown model"):
@@ -79,6 +129,7 @@ def test_an_unknown_model_or_version_is_refused(client):
         client.infer(MODEL.name, inputs, model_version="99")
 
 
+@pytest.mark.slow
 def test_the_wrong_datatype_is_refused(client):
     spec = MODEL.inputs[0]
     other = "FP64" if spec.datatype != "FP64" else "FP32"
@@ -163,22 +214,29 @@ if SPEC.datatype == "FP32":
 
 
 @pytest.mark.parametrize(("body", "header_length"), BAD_REQUESTS.values(), ids=BAD_REQUESTS)
-def test_malformed_requests_are_refused_with_an_error(live_url, body, header_length):
-    status, answer = raw_infer(live_url, body, header_length)
+def test_malformed_requests_are_refused_with_an_error(app_client, body, header_length):
+    status, _, answer = post_infer(app_client, body, header_length)
     assert status == 400, answer
+    answer = json.loads(answer)
     assert set(answer) == {"error"} and answer["error"]
+    assert app_client.get("/v2/health/live").status_code == 200  # and it keeps serving
 
 
-def test_valid_raw_requests_are_answered(live_url):
-    assert raw_infer(live_url, *binary_request())[0] == 200
-    status, answer = raw_infer(live_url, json_request())
-    assert status == 200 and [o["name"] for o in answer["outputs"]] == [
+def test_valid_raw_requests_are_answered(app_client):
+    assert post_infer(app_client, *binary_request())[0] == 200
+    status, _, answer = post_infer(app_client, json_request())
+    assert status == 200 and [o["name"] for o in json.loads(answer)["outputs"]] == [
         s.name for s in MODEL.outputs
     ]
 
 
-def test_other_routes_answer_in_the_protocol(live_url):
-    assert raw_infer(live_url, json_request(), path="/v2/models/nope/infer")[0] == 404
+def test_an_unknown_model_is_404_in_the_protocol(app_client):
+    status, _, answer = post_infer(app_client, json_request(), path="/v2/models/nope/infer")
+    assert status == 404 and json.loads(answer)["error"]
+
+
+@pytest.mark.slow
+def test_a_body_past_the_limit_is_413_before_it_is_read(live_url):
     with raw_connection(live_url) as sock:  # declares 2 MB, sends 1 kB: refused before the rest
         head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\ncontent-length: {2 << 20}\r\n\r\n"
         sock.sendall(head.encode() + b" " * 1024)
@@ -186,6 +244,7 @@ def test_other_routes_answer_in_the_protocol(live_url):
     assert reply.startswith("HTTP/1.1 413") and json.loads(reply.split("\r\n\r\n", 1)[1])["error"]
 
 
+@pytest.mark.slow
 def test_a_slow_infer_body_gets_408_and_shares_the_concurrency_limit(live_server):
     """The protocol shares /predict's admission: a body that does not arrive holds one of
     MAX_CONCURRENCY slots until BODY_TIMEOUT_S, then 408 {"error"} and the connection closes."""

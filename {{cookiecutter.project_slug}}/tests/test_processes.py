@@ -27,6 +27,8 @@ from serving import (
     start_server,
 )
 
+pytestmark = pytest.mark.slow  # each test starts processes
+
 
 def test_sigterm_finishes_in_flight_requests(checkpoint, post):
     # Each request waits in the batcher for 300 ms, so all are in flight at SIGTERM.

@@ -43,6 +43,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+@pytest.mark.slow
 def test_a_client_that_hangs_up_mid_body_is_a_quiet_log_line(live_server, caplog):
     base = live_server()
     with caplog.at_level(logging.INFO):
@@ -59,6 +60,7 @@ def test_a_client_that_hangs_up_mid_body_is_a_quiet_log_line(live_server, caplog
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.slow
 def test_a_slow_body_gets_408_and_frees_its_slot(live_server, post):
     base = live_server(max_concurrency=1, body_timeout_s=1)
     with raw_connection(base) as slow:
@@ -73,6 +75,7 @@ def test_a_slow_body_gets_408_and_frees_its_slot(live_server, post):
     assert post(f"{base}/predict", ROW)[0] == 200
 
 
+@pytest.mark.slow
 def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
     base = live_server(max_concurrency=2, body_timeout_s=2)
     socks = [raw_connection(base) for _ in range(2)]
@@ -100,6 +103,7 @@ def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
     assert post(f"{base}/predict", ROW)[0] == 200
 
 
+@pytest.mark.slow
 def test_silent_connections_close_and_a_flood_never_exhausts_descriptors(checkpoint):
     def few_descriptors():  # the hard limit too, so that the server cannot raise it
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
@@ -124,6 +128,7 @@ def test_silent_connections_close_and_a_flood_never_exhausts_descriptors(checkpo
     assert "out of file descriptors" not in stderr
 
 
+@pytest.mark.slow
 def test_connections_past_the_cap_are_closed_at_once(checkpoint):
     process, base = start_server(checkpoint, HEADER_TIMEOUT_S="30", MAX_CONNECTIONS="5")
     socks = [raw_connection(base) for _ in range(10)]
@@ -137,6 +142,7 @@ def test_connections_past_the_cap_are_closed_at_once(checkpoint):
     assert "connection limit reached" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_several_workers_count_every_request(checkpoint):
     process, base = start_server(checkpoint, WEB_CONCURRENCY="2")
     try:
@@ -168,6 +174,7 @@ def client_app(checkpoint):
         yield test_client
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -188,6 +195,7 @@ def test_command_line_mistakes_are_one_line(args, env, message):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.slow
 def test_help_names_every_setting_and_default():
     serve = subprocess.run(command("serve", "--help"), env=command_env(), capture_output=True,
                            text=True, timeout=60).stdout  # fmt: skip
@@ -200,6 +208,7 @@ def test_help_names_every_setting_and_default():
     assert train.count("(default:") >= 10
 
 
+@pytest.mark.slow
 def test_log_level_is_honoured(checkpoint):
     process, base = start_server(checkpoint, LOG_LEVEL="WARNING")
     get(f"{base}/livez")

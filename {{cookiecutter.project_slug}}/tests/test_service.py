@@ -169,6 +169,7 @@ def test_an_oversize_body_is_refused_before_it_is_read(checkpoint):
         assert_error(chunked, 413)
 
 
+@pytest.mark.slow
 def test_a_100_mb_upload_is_refused_in_milliseconds(live_server):
     url = urllib.parse.urlsplit(live_server())
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
@@ -180,6 +181,7 @@ def test_a_100_mb_upload_is_refused_in_milliseconds(live_server):
     assert elapsed < 2  # the benchmark holds it to 100 ms
 
 
+@pytest.mark.slow
 def test_livez_answers_during_a_maximum_size_upload(live_server):
     base = live_server()
     url = urllib.parse.urlsplit(base)
@@ -196,6 +198,7 @@ def test_livez_answers_during_a_maximum_size_upload(live_server):
         conn.close()
 
 
+@pytest.mark.slow
 def test_concurrency_limit_answers_503_with_retry_after(live_server, post):
     base = live_server(max_concurrency=1)
     url = urllib.parse.urlsplit(base)
@@ -212,6 +215,7 @@ def test_concurrency_limit_answers_503_with_retry_after(live_server, post):
     assert post(f"{base}/predict", body)[0] == 200  # the slot is free again
 
 
+@pytest.mark.slow
 def test_batched_answers_equal_one_by_one_answers(live_server, checkpoint, post):
     base = live_server(max_batch_wait_ms=20, max_batch_rows=256)
     requests = [random_inputs(n, seed) for seed, n in enumerate((1, 3, 7, 1, 16, 2, 5, 64) * 4)]

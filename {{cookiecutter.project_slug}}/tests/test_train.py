@@ -161,6 +161,7 @@ def test_a_checkpoint_for_other_inputs_is_refused_in_one_line(tmp_path):
     assert refused, "some setting of ModelConfig changes what the model takes"
 
 
+@pytest.mark.slow
 def test_serve_names_a_garbage_checkpoint_in_one_line(tmp_path):
     path = tmp_path / "model.pt"
     path.write_bytes(b"not a checkpoint at all")
