@@ -19,6 +19,8 @@ from torch_compat import (
     readme_table,
 )
 
+pytestmark = pytest.mark.quick  # the data every other test reads
+
 COMPAT = load()
 CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")

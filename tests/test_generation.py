@@ -46,7 +46,22 @@ def expected_platforms(combo: dict[str, str], cuda: str | None) -> list[str]:
     return ["linux/amd64"] + (["linux/arm64"] if (cuda or "cpu") in arm64 else [])
 
 
-@pytest.mark.parametrize("combo", supported(), ids=combo_id)
+def quick_first(combos: list[dict[str, str]]) -> list:
+    """The combinations, the first of each package manager x accelerator x platforms answer
+    marked quick (`bash scripts/test --quick` bakes those)."""
+    seen = set()
+    params = []
+    for combo in combos:
+        kind = tuple(
+            combo.get(k, "default") for k in ("package_manager", "accelerator", "platforms")
+        )
+        marks = [] if kind in seen else [pytest.mark.quick]
+        seen.add(kind)
+        params.append(pytest.param(combo, marks=marks, id=combo_id(combo)))
+    return params
+
+
+@pytest.mark.parametrize("combo", quick_first(supported()))
 def test_bakes_clean(bake, combo):
     project = bake(**combo, include_torchvision="no", include_torchaudio="no")
     expected = EXPECTED[combo["torch_version"]]

@@ -9,6 +9,8 @@ from combinations import UNSUPPORTED
 
 from template_testing.commands import TEMPLATE
 
+pytestmark = pytest.mark.quick  # one cookiecutter run each, no linters
+
 
 @pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=[str(a) for a, _ in UNSUPPORTED])
 def test_refused_with_nothing_left_behind(tmp_path: Path, answers, message):
