@@ -143,11 +143,19 @@ def test_connections_past_the_cap_are_closed_at_once(checkpoint):
 
 
 @pytest.mark.slow
-def test_several_workers_count_every_request(checkpoint):
-    process, base = start_server(checkpoint, WEB_CONCURRENCY="2")
+def test_several_workers_count_every_request(checkpoint, tmp_path):
+    process, base = start_server(
+        checkpoint, WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)
+    )
     try:
-        for _ in range(20):
-            assert get(f"{base}/livez")[0] == 200  # a new connection each: both workers answer
+        for sent in range(1, 21):  # scraped between requests, while the second worker starts
+            assert get(f"{base}/livez")[0] == 200  # a new connection each: either worker answers
+            text = get(f"{base}/metrics")[2].decode()
+            assert metric(text, "http_requests_total", route="/livez", status="200") == sent
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("gauge_livesum_*.db"))) < 2:  # one file per started worker
+            assert time.monotonic() < deadline, "the second worker did not start"
+            time.sleep(0.1)
         for _ in range(4):  # every scrape, whichever worker answers it, sees all twenty
             text = get(f"{base}/metrics")[2].decode()
             assert metric(text, "http_requests_total", route="/livez", status="200") == 20

@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from prometheus_client.mmap_dict import MmapedDict
 
 from {{ cookiecutter.package_name }}.checkpoint import CheckpointError
 from {{ cookiecutter.package_name }}.http_errors import MAX_ERRORS, ErrorBody
 from {{ cookiecutter.package_name }}.inference import MAX_ROWS
+from {{ cookiecutter.package_name }}.metrics import Metrics
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -246,6 +248,18 @@ def test_metrics(client):
     assert "inference_batch_rows_bucket" in text
     assert "inference_queue_depth" in text
     assert 'model_info{checkpoint="' in text and f'torch="{torch.__version__}"' in text
+
+
+def test_a_scrape_while_a_worker_starts_adds_up_the_others(tmp_path, monkeypatch):
+    """Several workers: one scrapes while another has created its file but not yet sized it."""
+    values = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = json.dumps(["http_requests", "http_requests_total", {"route": "/livez"}, "h"])
+    values.write_value(key, 20.0, 0.0)
+    values.close()
+    (tmp_path / "counter_102.db").touch()  # the starting worker's, empty for a moment
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    text = Metrics().exposition().decode()
+    assert 'http_requests_total{route="/livez"} 20.0' in text
 
 
 def test_request_id_is_kept_or_added(client):

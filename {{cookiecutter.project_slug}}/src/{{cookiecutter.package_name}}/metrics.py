@@ -7,6 +7,7 @@ how (livesum: the live processes' sum; max: the same in every process).
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, field
 
@@ -21,6 +22,26 @@ MODEL_LABELS = ("checkpoint", "torch", "device", "cuda", "driver", "gpu")
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def has_header(path: str) -> bool:
+    """A worker creates its file empty and then sizes it; read in between, prometheus-client's
+    reader fails the whole scrape (struct.error, a 500). An empty file holds no values yet."""
+    try:
+        return os.path.getsize(path) >= 8
+    except FileNotFoundError:  # a dead worker's live gauges, just removed
+        return False
+
+
+class WorkerFiles:
+    """MultiProcessCollector over the workers' files that are past their creation."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def collect(self):
+        files = [f for f in glob.glob(os.path.join(self.folder, "*.db")) if has_header(f)]
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 @dataclass
@@ -56,7 +77,7 @@ class Metrics:
         """The text a scrape gets: this process's metrics, or every worker's."""
         if folder := multiprocess_dir():
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=folder)
+            registry.register(WorkerFiles(folder))
             return generate_latest(registry)
         return generate_latest(self.registry)
 
