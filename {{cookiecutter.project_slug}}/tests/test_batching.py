@@ -1,6 +1,7 @@
 """The micro-batcher in-process, on a stand-in model that records its forward passes: concurrent
 requests share passes, each caller gets exactly its own rows back, no pass is larger than
-`max_rows`, and a failed pass fails only the requests in it. (The same batcher behind a real
+`max_rows`, requests of different lengths never share one, and a failed pass fails only the
+requests in it. (The same batcher behind a real
 server: test_service.py's slow layer.)"""
 
 import asyncio
@@ -78,3 +79,26 @@ def test_a_failed_pass_fails_only_its_own_requests():
     for request, answer, bad in zip(sent, answers, failed, strict=True):
         if not bad:
             assert torch.equal(answer["y"], request["x"] * 2)
+
+
+LENGTHS = (3, 5, 3, 1, 5, 3, 1, 3)
+
+
+@pytest.mark.parametrize("max_rows", [1, 2, 1024])
+def test_requests_of_different_lengths_get_passes_of_their_own(max_rows):
+    """A model with a -1 dimension past the batch (sequences of any length): each length is
+    batched with its own, the oldest request's first, and every request gets its answer."""
+    passes: list[tuple[int, ...]] = []
+
+    def summing(inputs):
+        passes.append(tuple(inputs["x"].shape))
+        return {"y": inputs["x"].sum(dim=1)}
+
+    sent = [{"x": torch.full((1, n), float(i))} for i, n in enumerate(LENGTHS)]
+    answers = serve(summing, max_rows=max_rows, requests=sent)
+    for request, answer in zip(sent, answers, strict=True):
+        assert torch.equal(answer["y"], request["x"].sum(dim=1))
+    assert passes[0][1] == LENGTHS[0]
+    assert all(rows <= max_rows for rows, _ in passes)
+    if max_rows == 1024:  # all were queued before the first pass: one pass per length
+        assert sorted(passes) == [(2, 1), (2, 5), (4, 3)]

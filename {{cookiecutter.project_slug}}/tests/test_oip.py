@@ -230,6 +230,16 @@ def test_valid_raw_requests_are_answered(app_client):
     ]
 
 
+def test_a_model_that_fails_is_a_500_in_the_protocol(app_client, monkeypatch):
+    def out_of_range(module, inputs):
+        raise IndexError("index 7 is out of bounds")
+
+    monkeypatch.setattr(MODEL, "predict", out_of_range)  # a global until it is passed in
+    status, headers, answer = post_infer(app_client, json_request())
+    assert status == 500 and "IndexError" in json.loads(answer)["error"]
+    assert headers["x-request-id"] in json.loads(answer)["error"]
+
+
 def test_an_unknown_model_is_404_in_the_protocol(app_client):
     status, _, answer = post_infer(app_client, json_request(), path="/v2/models/nope/infer")
     assert status == 404 and json.loads(answer)["error"]

@@ -262,6 +262,26 @@ def test_a_scrape_while_a_worker_starts_adds_up_the_others(tmp_path, monkeypatch
     assert 'http_requests_total{route="/livez"} 20.0' in text
 
 
+def out_of_range(module, inputs):
+    raise IndexError("index 7 is out of bounds for dimension 0 with size 4")
+
+
+def one_row_too_many(module, inputs):
+    return {spec.name: spec.example(len(inputs[INPUT]) + 1) for spec in MODEL.outputs}
+
+
+@pytest.mark.parametrize("predict", [out_of_range, one_row_too_many])
+def test_a_model_that_fails_is_a_500_with_the_error_body(client, monkeypatch, caplog, predict):
+    monkeypatch.setattr(MODEL, "predict", predict)  # MODEL is a global until it is passed in
+    answer = client.post("/predict", json=predict_json(random_inputs(2)),
+                         headers={"x-request-id": "req-500"})  # fmt: skip
+    body = assert_error(answer, 500)
+    assert "req-500" in body["detail"] and answer.headers["x-request-id"] == "req-500"
+    assert "predict() failed" in caplog.text or "declared outputs" in body["detail"]
+    monkeypatch.undo()
+    assert client.post("/predict", json=predict_json(random_inputs(2))).status_code == 200
+
+
 def test_request_id_is_kept_or_added(client):
     given = client.get("/livez", headers={"x-request-id": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"

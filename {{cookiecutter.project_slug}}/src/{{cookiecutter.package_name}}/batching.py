@@ -5,12 +5,17 @@ to `max_rows` rows), waits at most `max_wait_s` for more when the queue runs dry
 requests are still on their way (`in_flight()` counts them), runs the batch in the inference
 thread, and hands each caller exactly its own rows back. Under load batches fill while the
 previous one runs; a request alone does not wait at all.
+
+Only requests of the same shape past the batch dimension share a pass (a model with a -1
+dimension, e.g. sequences of any length, gets each length batched with its own); the others
+wait, in their order, for the next pass, which starts with the oldest of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,10 +24,16 @@ import torch
 from .seam import Tensors
 
 Predict = Callable[[Tensors], Tensors]
+Queued = tuple[Tensors, asyncio.Future]
 
 
 def rows_of(tensors: Tensors) -> int:
     return len(next(iter(tensors.values())))
+
+
+def row_shapes(tensors: Tensors) -> tuple:
+    """What must match for requests to share a pass: each input's shape past the batch."""
+    return tuple((name, tensor.shape[1:]) for name, tensor in tensors.items())
 
 
 def concat(parts: list[Tensors]) -> Tensors:
@@ -51,14 +62,14 @@ class MicroBatcher:
         self.in_flight = in_flight  # requests being answered, queued or not
         # One inference thread: torch parallelises inside it (torch.set_num_threads).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self.queue: asyncio.Queue[tuple[Tensors, asyncio.Future]] = asyncio.Queue()
-        self.carry: tuple[Tensors, asyncio.Future] | None = None
+        self.queue: asyncio.Queue[Queued] = asyncio.Queue()
+        self.held: deque[Queued] = deque()  # taken from the queue, left for a later pass
         self.worker: asyncio.Task | None = None
 
     @property
     def depth(self) -> int:
         """Requests waiting for a batch."""
-        return self.queue.qsize() + (self.carry is not None)
+        return self.queue.qsize() + len(self.held)
 
     def start(self) -> None:
         if self.max_rows and self.worker is None:
@@ -84,11 +95,8 @@ class MicroBatcher:
         self.on_depth(self.depth)
         return await future
 
-    async def _next(self, timeout: float | None) -> tuple[Tensors, asyncio.Future] | None:
-        """The next queued request, waiting at most `timeout` seconds (None: for ever)."""
-        if self.carry is not None:
-            item, self.carry = self.carry, None
-            return item
+    async def _next(self, timeout: float | None) -> Queued | None:
+        """The next request from the queue, waiting at most `timeout` seconds (None: for ever)."""
         if not self.queue.empty():
             return self.queue.get_nowait()
         if timeout is not None and timeout <= 0:
@@ -100,23 +108,45 @@ class MicroBatcher:
         getter.cancel()
         return None
 
+    async def _batch(self) -> list[Queued]:
+        """The oldest request and those that may share its pass: same row shapes, at most
+        `max_rows` rows in all (one request larger than that goes alone)."""
+        loop = asyncio.get_running_loop()
+        first = self.held.popleft() if self.held else await self._next(timeout=None)
+        batch, rows, shapes = [first], rows_of(first[0]), row_shapes(first[0])
+        later: list[Queued] = []
+
+        def fits(item: Queued) -> bool:
+            return rows + rows_of(item[0]) <= self.max_rows and row_shapes(item[0]) == shapes
+
+        while self.held and rows < self.max_rows:  # held ones are older than the queue's
+            item = self.held.popleft()
+            if fits(item):
+                batch.append(item)
+                rows += rows_of(item[0])
+            else:
+                later.append(item)
+        deadline = loop.time() + self.max_wait_s
+        while rows < self.max_rows:
+            # Wait for more only while requests not yet queued are on their way.
+            coming = self.in_flight() > len(batch) + len(later) + self.depth
+            item = await self._next(deadline - loop.time() if coming else 0)
+            if item is None:
+                break
+            if fits(item):
+                batch.append(item)
+                rows += rows_of(item[0])
+            else:
+                later.append(item)
+                if row_shapes(item[0]) == shapes:
+                    break  # the batch is full
+        self.held.extendleft(reversed(later))  # oldest first, before the ones held earlier
+        return batch
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._next(timeout=None)
-            batch, rows = [first], rows_of(first[0])
-            deadline = loop.time() + self.max_wait_s
-            while rows < self.max_rows:
-                # Wait for more only while requests not yet queued are on their way.
-                coming = self.in_flight() > len(batch) + self.queue.qsize()
-                item = await self._next(deadline - loop.time() if coming else 0)
-                if item is None:
-                    break
-                if rows + rows_of(item[0]) > self.max_rows:
-                    self.carry = item  # first in the next batch
-                    break
-                batch.append(item)
-                rows += rows_of(item[0])
+            batch = await self._batch()
             self.on_depth(self.depth)
             waiting = [(r, f) for r, f in batch if not f.done()]  # callers may have gone
             if not waiting:

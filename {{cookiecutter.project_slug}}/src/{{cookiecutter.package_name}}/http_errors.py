@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from . import logs
+
 log = logging.getLogger(__name__)
 
 MAX_ERRORS = 10  # validation errors reported, each message cut to MAX_MESSAGE characters
@@ -48,6 +50,7 @@ ERRORS = {
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The JSON does not match the request schema",
+    500: "The model failed on this request's batch (the server's log has the traceback)",
     503: "Not ready (the reason is in detail), or MAX_CONCURRENCY requests are in flight",
 }
 ERROR_RESPONSES = {code: {"model": ErrorBody, "description": text} for code, text in ERRORS.items()}
@@ -61,6 +64,11 @@ class ValidationFailed(Exception):
 
 class ClientGone(Exception):
     """The client closed the connection before its body arrived."""
+
+
+class ModelFailed(Exception):
+    """The model's predict() raised, or answered other than it declares, on a pass holding this
+    request (the traceback is logged once per pass, where it happened)."""
 
 
 def error_response(status: int, detail: str, errors=(), headers=None) -> JSONResponse:
@@ -125,6 +133,13 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationFailed)
     async def body_invalid(request: Request, error: ValidationFailed) -> JSONResponse:
         return error_response(422, "the request does not match the schema", error.errors)
+
+    @app.exception_handler(ModelFailed)
+    async def model_failed(request: Request, error: ModelFailed) -> JSONResponse:
+        detail = f"{error} (request {logs.request_id.get()}: the server's log has the traceback)"
+        if request.url.path.startswith(OIP_PREFIX):
+            return oip_error(500, detail)
+        return error_response(500, detail)
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, error: ClientGone) -> Response:

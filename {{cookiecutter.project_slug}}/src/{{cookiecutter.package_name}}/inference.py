@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from .batching import MicroBatcher
 from .checkpoint import first_line, load_for_serving
 from .gpu import Accelerator
-from .http_errors import CLOSE, RETRY_AFTER_S, read_body
+from .http_errors import CLOSE, RETRY_AFTER_S, ModelFailed, read_body
 from .metrics import MODEL_LABELS, Metrics
 from .model import MODEL
 from .seam import Tensors
@@ -91,9 +91,18 @@ class Inference:
             module = torch.compile(module, dynamic=True)
 
         def predict(inputs: Tensors) -> Tensors:
-            with torch.inference_mode():
-                outputs = MODEL.predict(module, {k: v.to(dev) for k, v in inputs.items()})
-            return {name: tensor.cpu() for name, tensor in outputs.items()}
+            rows = len(next(iter(inputs.values())))
+            try:
+                with torch.inference_mode():
+                    outputs = MODEL.predict(module, {k: v.to(dev) for k, v in inputs.items()})
+                outputs = {name: tensor.cpu() for name, tensor in outputs.items()}
+            except Exception as error:
+                log.exception("predict() failed on a pass of %d rows", rows)
+                raise ModelFailed(f"the model failed: {type(error).__name__}") from error
+            if problem := MODEL.check_outputs(outputs, rows):
+                log.error("on a pass of %d rows, %s", rows, problem)
+                raise ModelFailed("the model's answer does not match its declared outputs")
+            return outputs
 
         self.batcher = MicroBatcher(
             predict,
@@ -123,7 +132,7 @@ class Inference:
             for rows in WARM_UP_ROWS:
                 await self.batcher(MODEL.example_inputs(rows))
         except Exception as error:  # e.g. Inductor without a working compiler
-            self.not_ready = f"the warm-up failed: {first_line(error)}"
+            self.not_ready = f"the warm-up failed: {first_line(error.__cause__ or error)}"
             if self.settings.torch_compile:
                 self.not_ready += " (TORCH_COMPILE=1: serve without it, or see the debug log)"
             log.error("not ready: %s", self.not_ready)

@@ -390,7 +390,7 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
         "openapi_extra": INFER_BODY,
         "responses": {
             200: {"content": {"application/octet-stream": {}}},
-            **errors(400, 404, 408, 413, 503),
+            **errors(400, 404, 408, 413, 500, 503),
         },
     }
 
