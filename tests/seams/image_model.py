@@ -48,7 +48,7 @@ def synthetic_images(samples: int, seed: int) -> TensorDataset:
 class Model(ModelSeam):
     name = "digits-conv"
     version = "3"
-    inputs = (TensorSpec("image", "FP32", (-1, 1, SIZE, SIZE), bound=1e3),)
+    inputs = (TensorSpec("image", "FP32", (-1, 1, SIZE, SIZE), low=-1e3, high=1e3),)
     outputs = (
         TensorSpec("digit", "INT64", (-1,)),
         TensorSpec("confidence", "FP32", (-1,)),

@@ -18,7 +18,7 @@ import tritonclient.http as triton
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.model import MODEL
-from {{ cookiecutter.package_name }}.seam import Tensors
+from {{ cookiecutter.package_name }}.seam import Tensors, TensorSpec
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -114,17 +114,28 @@ def triton_inputs(inputs: Tensors, binary: bool) -> list[triton.InferInput]:
     return made
 
 
+def sample_range(spec: TensorSpec) -> tuple[float, float]:
+    """Where random values are drawn: within the input's range, near zero (20 wide for floats,
+    2 integers)."""
+    low, high = spec.limits()
+    if spec.floating:
+        low = max(low, min(-10.0, high - 20.0))
+        return low, min(high, low + 20.0)
+    low = max(low, min(0, high - 1))
+    return low, min(high, low + 1)
+
+
 def random_inputs(rows: int, seed: int = 0) -> Tensors:
-    """`rows` rows of every input, random but valid (within each input's bound)."""
+    """`rows` rows of every input, random but valid (within each input's range)."""
     generator = torch.Generator().manual_seed(seed)
     inputs = {}
     for spec in MODEL.inputs:
         shape = spec.example(rows).shape
+        low, high = sample_range(spec)
         if spec.floating:
-            scale = min(spec.bound or 10.0, 10.0)
-            values = (torch.rand(shape, generator=generator) * 2 - 1) * scale
+            values = low + torch.rand(shape, generator=generator) * (high - low)
         else:
-            values = torch.randint(0, 2, shape, generator=generator)
+            values = torch.randint(int(low), int(high) + 1, shape, generator=generator)
         inputs[spec.name] = values.to(spec.dtype)
     return inputs
 

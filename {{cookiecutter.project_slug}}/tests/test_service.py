@@ -3,6 +3,7 @@ echo of the input), bounded bodies, readiness, batching, metrics and request IDs
 
 import http.client
 import json
+import math
 import socket
 import time
 import urllib.parse
@@ -131,10 +132,12 @@ def test_only_json_is_accepted(client):
 def test_every_value_the_schema_allows_is_accepted(client):
     extremes = []
     for spec in MODEL.inputs:
-        limit = spec.bound if spec.bound is not None else 1.0
-        high = spec.example(2)
-        high[0], high[1] = limit, -limit if spec.dtype.is_signed else 0
-        extremes.append((spec.name, high))
+        low, high = spec.limits()
+        if spec.floating:  # unbounded: any finite value, so -1 and 1 stand in
+            low, high = (low if low > -math.inf else -1.0), (high if high < math.inf else 1.0)
+        tensor = spec.example(2)
+        tensor[0], tensor[1] = high, low
+        extremes.append((spec.name, tensor))
     response = client.post("/predict", json=predict_json(dict(extremes)))
     assert response.status_code == 200, response.text
     schema = client.get("/openapi.json").json()

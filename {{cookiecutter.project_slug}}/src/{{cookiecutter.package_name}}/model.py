@@ -57,7 +57,7 @@ class Classifier(nn.Module):
 class Model(ModelSeam):
     name = "{{ cookiecutter.package_name }}"
     version = "1"
-    inputs = (TensorSpec("features", "FP32", (-1, N_FEATURES), bound=1e6),)
+    inputs = (TensorSpec("features", "FP32", (-1, N_FEATURES), low=-1e6, high=1e6),)
     outputs = (
         TensorSpec("predictions", "INT64", (-1,)),
         TensorSpec("probabilities", "FP32", (-1, N_CLASSES)),

@@ -8,6 +8,7 @@ request schema.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -26,15 +27,12 @@ from .seam import Tensors, TensorSpec
 def element_type(spec: TensorSpec, *, bounded: bool) -> Any:
     if spec.datatype == "BOOL":
         return bool
-    if spec.floating:
-        if bounded and spec.bound is not None:
-            return Annotated[float, msgspec.Meta(ge=-spec.bound, le=spec.bound)]
-        return float
-    info = torch.iinfo(spec.dtype)
-    low, high = info.min, info.max
-    if bounded and spec.bound is not None:
-        low, high = max(low, -int(spec.bound)), min(high, int(spec.bound))
-    return Annotated[int, msgspec.Meta(ge=low, le=high)] if bounded else int
+    kind = float if spec.floating else int
+    if not bounded:
+        return kind
+    low, high = spec.limits()
+    return Annotated[kind, msgspec.Meta(ge=low if math.isfinite(low) else None,
+                                        le=high if math.isfinite(high) else None)]  # fmt: skip
 
 
 def nested_type(spec: TensorSpec, *, bounded: bool = True) -> Any:

@@ -36,18 +36,25 @@ Tensors = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output: its name, OIP datatype, shape ((-1, ...): batch first) and, for
-    inputs, the largest magnitude a value may have (None: any finite value)."""
+    inputs, the smallest and largest value it may hold, inclusive (None: the datatype's limit;
+    any finite value for floats). Category ids for an embedding of 100: low=0, high=99."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
-    bound: float | None = None
+    low: float | None = None
+    high: float | None = None
 
     def __post_init__(self) -> None:
         if self.datatype not in DATATYPES:
             raise ValueError(f"{self.name}: datatype {self.datatype!r} is not one of {DATATYPES}")
         if not self.shape or self.shape[0] != -1:
             raise ValueError(f"{self.name}: the first dimension is the batch, -1")
+        if self.datatype == "BOOL" and (self.low, self.high) != (None, None):
+            raise ValueError(f"{self.name}: a BOOL input has no range (low, high)")
+        low, high = self.limits()
+        if low > high:
+            raise ValueError(f"{self.name}: low {self.low} is above high {self.high}")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -56,6 +63,22 @@ class TensorSpec:
     @property
     def floating(self) -> bool:
         return self.dtype.is_floating_point
+
+    def limits(self) -> tuple[float, float]:
+        """The smallest and largest value an input may hold: low and high within the datatype's
+        own limits (whole numbers for integer datatypes)."""
+        if self.dtype == torch.bool:
+            return 0, 1
+        if self.floating:
+            low, high = -math.inf, math.inf
+        else:
+            info = torch.iinfo(self.dtype)
+            low, high = info.min, info.max
+        if self.low is not None:
+            low = max(low, self.low if self.floating else math.ceil(self.low))
+        if self.high is not None:
+            high = min(high, self.high if self.floating else math.floor(self.high))
+        return low, high
 
     def shape_problem(self, shape: tuple[int, ...] | list[int]) -> str | None:
         """Why a tensor of `shape` cannot be this one (None: it can)."""
@@ -69,8 +92,13 @@ class TensorSpec:
         """Why these values cannot be given to the model (None: they can)."""
         if self.floating and not torch.isfinite(tensor).all():
             return f"{self.name} holds a value that is not finite"
-        if self.bound is not None and tensor.numel() and tensor.abs().max() > self.bound:
-            return f"{self.name} holds a value larger than {self.bound:g} in magnitude"
+        if not tensor.numel() or self.dtype == torch.bool:
+            return None
+        low, high = self.limits()
+        if self.low is not None and tensor.min() < low:
+            return f"{self.name} holds a value below its low, {low:g}"
+        if self.high is not None and tensor.max() > high:
+            return f"{self.name} holds a value above its high, {high:g}"
         return None
 
     def example(self, rows: int) -> torch.Tensor:

@@ -1,0 +1,48 @@
+"""What an input may hold, from its TensorSpec alone (whatever model.py declares)."""
+
+import msgspec
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.predict_api import element_type
+from {{ cookiecutter.package_name }}.seam import TensorSpec
+
+CATEGORY = TensorSpec("category", "INT64", (-1,), low=0, high=99)
+
+
+def test_integer_ranges_are_checked_at_both_ends():
+    assert CATEGORY.limits() == (0, 99)
+    assert CATEGORY.value_problem(torch.tensor([0, 99])) is None
+    assert "below its low, 0" in CATEGORY.value_problem(torch.tensor([5, -3]))
+    assert "above its high, 99" in CATEGORY.value_problem(torch.tensor([100]))
+
+
+def test_the_json_schema_has_the_same_range():
+    decode = msgspec.json.Decoder(list[element_type(CATEGORY, bounded=True)]).decode
+    assert decode(b"[0, 99]") == [0, 99]
+    for outside in (b"[-3]", b"[100]"):
+        with pytest.raises(msgspec.ValidationError):
+            decode(outside)
+
+
+def test_without_a_range_the_datatype_is_the_limit():
+    assert TensorSpec("pixels", "UINT8", (-1, 3)).limits() == (0, 255)
+    low, high = TensorSpec("x", "FP32", (-1, 2)).limits()
+    assert low == -float("inf") and high == float("inf")
+    assert TensorSpec("x", "FP32", (-1,), low=-1.5).limits() == (-1.5, float("inf"))
+    assert TensorSpec("x", "INT8", (-1,), low=-0.5, high=300).limits() == (0, 127)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        lambda: TensorSpec("x", "INT64", (-1,), low=5, high=1),
+        lambda: TensorSpec("x", "BOOL", (-1,), high=1),
+        lambda: TensorSpec("x", "FP32", (4,)),
+        lambda: TensorSpec("x", "STRING", (-1,)),
+    ],
+    ids=["low-above-high", "bool-range", "no-batch", "datatype"],
+)
+def test_a_spec_that_cannot_be_is_refused_naming_the_input(spec):
+    with pytest.raises(ValueError, match="^x: "):
+        spec()
