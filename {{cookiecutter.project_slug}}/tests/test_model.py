@@ -1,11 +1,23 @@
 """The model seam (model.py): what it declares holds for what it builds, trains on and answers."""
 
+import json
+from dataclasses import asdict
+
+import pytest
 import torch
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
 
-from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
+from {{ cookiecutter.package_name }}.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_for_serving,
+    save_checkpoint,
+)
 from {{ cookiecutter.package_name }}.model import MODEL
+from {{ cookiecutter.package_name }}.service import create_app
 
-from serving import random_inputs
+from serving import assert_answers, predict_json, random_inputs
 
 
 def test_predict_gives_the_declared_outputs():
@@ -42,3 +54,66 @@ def test_training_data_is_reproducible_and_fits_the_model():
     outputs = module(inputs)
     assert MODEL.loss(outputs, targets).isfinite()
     assert MODEL.score(outputs, targets).shape == (8,)
+
+
+def weights_made_elsewhere(folder, kind: str):
+    """A module's weights saved as another tool would, and the module."""
+    torch.manual_seed(7)
+    module = MODEL.build(MODEL.config_type()).eval()
+    state = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
+    path = folder / f"weights.{kind}"
+    if kind == "safetensors":
+        save_file(state, path, metadata={"config": json.dumps(asdict(MODEL.config_type()))})
+    else:
+        torch.save(state, path)
+    return path, module
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "pt"])
+def test_weights_made_elsewhere_serve_without_training(tmp_path, kind):
+    path, module = weights_made_elsewhere(tmp_path, kind)
+    inputs = random_inputs(3)
+    with torch.inference_mode():
+        expected = MODEL.predict(module, inputs)
+    with TestClient(create_app(path, device="cpu")) as client:
+        answer = client.post("/predict", json=predict_json(inputs))
+        assert answer.status_code == 200, answer.text
+        assert_answers(answer.json(), expected)
+
+
+def test_safetensors_without_a_config_are_built_with_the_defaults(tmp_path):
+    module = MODEL.build(MODEL.config_type())
+    save_file(dict(module.state_dict()), tmp_path / "w.safetensors")
+    _, config, metadata = load_checkpoint(tmp_path / "w.safetensors")
+    assert config == MODEL.config_type() and metadata == {}
+
+
+def other_shapes(folder):
+    state = MODEL.build(MODEL.config_type()).state_dict()
+    save_file({k: torch.zeros([d + 1 for d in v.shape]) for k, v in state.items()},
+              folder / "w.safetensors")  # fmt: skip
+    return folder / "w.safetensors"
+
+
+def not_safetensors(folder):
+    (folder / "w.safetensors").write_bytes(b"not safetensors at all")
+    return folder / "w.safetensors"
+
+
+def another_layout(folder):
+    torch.save({"weights": [1, 2]}, folder / "w.pt")
+    return folder / "w.pt"
+
+
+BAD_WEIGHTS = {
+    "other-shapes": (other_shapes, "weights do not fit"),
+    "not-safetensors": (not_safetensors, "cannot read .* as safetensors"),
+    "another-layout": (another_layout, "neither this project's checkpoint nor a state_dict"),
+}
+
+
+@pytest.mark.parametrize(("write", "message"), BAD_WEIGHTS.values(), ids=BAD_WEIGHTS)
+def test_weights_that_cannot_serve_are_refused_in_one_line(tmp_path, write, message):
+    with pytest.raises(CheckpointError, match=message) as refused:
+        load_for_serving(write(tmp_path))
+    assert "\n" not in str(refused.value)

@@ -44,5 +44,5 @@ def test_without_a_range_the_datatype_is_the_limit():
     ids=["low-above-high", "bool-range", "no-batch", "datatype"],
 )
 def test_a_spec_that_cannot_be_is_refused_naming_the_input(spec):
-    with pytest.raises(ValueError, match="^x: "):
+    with pytest.raises(ValueError, match=r"^x: "):
         spec()

@@ -1,10 +1,16 @@
 """Checkpoints: weights with the model's config, format and torch version, written atomically,
-read without running code, and refused in one line (CheckpointError) when they cannot serve."""
+read without running code, and refused in one line (CheckpointError) when they cannot serve.
+
+Weights made elsewhere serve too: a `.safetensors` file or a plain state_dict saved with
+torch.save, built with model.py's default ModelConfig (a safetensors file may carry its own as
+JSON in its metadata's "config").
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import torch
@@ -60,14 +66,16 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict:
-    """The checkpoint's contents; weights_only refuses pickled code. Raises CheckpointError."""
-    path = Path(path)
+def check_exists(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}: train one first ("
             f"`{{ cookiecutter.project_slug }} train --output {path}`, or `docker compose up`)"
         )
+
+
+def torch_file(path: Path, device: str | torch.device) -> object:
+    """What torch.save wrote; weights_only refuses pickled code. Raises CheckpointError."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:
@@ -76,7 +84,23 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         if "weights_only" in reason or "Weights only" in reason:
             reason = "not a checkpoint of tensors and plain data (refused: it could run code)"
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+    return checkpoint
+
+
+def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict:
+    """A checkpoint save_checkpoint wrote, checked for its format. Raises CheckpointError."""
+    path = Path(path)
+    check_exists(path)
+    return checked_format(path, torch_file(path, device))
+
+
+def checked_format(path: Path, checkpoint: object) -> dict:
     found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+    if found is None:
+        raise CheckpointError(
+            f"{path} is neither this project's checkpoint nor a state_dict (names to tensors) "
+            "nor a .safetensors file"
+        )
     if found != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is checkpoint format {found}, this code reads format {CHECKPOINT_FORMAT}: "
@@ -85,14 +109,60 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     return checkpoint
 
 
+def is_state_dict(contents: object) -> bool:
+    return (
+        isinstance(contents, dict)
+        and bool(contents)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in contents.items())
+    )
+
+
+def default_config(path: Path) -> dict:
+    """model.py's ModelConfig with its defaults: what weights made elsewhere are built with."""
+    if missing := [f.name for f in fields(MODEL.config_type)
+                   if f.default is MISSING and f.default_factory is MISSING]:  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds weights only, and model.py's ModelConfig has no default for "
+            f"{', '.join(missing)}: give them defaults to serve weights made elsewhere"
+        )
+    return asdict(MODEL.config_type())
+
+
+def read_safetensors(path: Path, device: str | torch.device) -> tuple[dict, dict]:
+    """A safetensors file's weights and config (its metadata's "config", else the defaults)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as file:
+            state = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+            config = (file.metadata() or {}).get("config")
+        config = json.loads(config) if config else None
+    except Exception as error:  # safetensors' own SafetensorError, OSError, bad JSON
+        raise CheckpointError(f"cannot read {path} as safetensors: {first_line(error)}") from None
+    return (config or default_config(path)), state
+
+
+def read_weights(path: Path, device: str | torch.device) -> tuple[object, object, dict]:
+    """(config, state_dict, metadata) of a project checkpoint, a .safetensors file or a plain
+    state_dict. Raises CheckpointError."""
+    check_exists(path)
+    if path.suffix == ".safetensors":
+        return *read_safetensors(path, device), {}
+    contents = torch_file(path, device)
+    if is_state_dict(contents):
+        return default_config(path), contents, {}
+    checkpoint = checked_format(path, contents)
+    return checkpoint.get("config"), checkpoint.get("state_dict"), checkpoint.get("metadata")
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, object, dict[str, float]]:
-    """The module of a checkpoint written by save_checkpoint (in eval mode), its config and its
-    metadata. Raises CheckpointError, in one line, for anything that would not serve correct
-    answers."""
-    checkpoint = read_checkpoint(path, device)
-    config, state = checkpoint.get("config"), checkpoint.get("state_dict")
+    """The module of a checkpoint written by save_checkpoint, a .safetensors file or a plain
+    state_dict (in eval mode), its config and its metadata. Raises CheckpointError, in one line,
+    for anything that would not serve correct answers."""
+    path = Path(path)
+    config, state, metadata = read_weights(path, device)
     if not isinstance(config, dict) or not isinstance(state, dict):
         raise CheckpointError(f"{path} has no model config or weights: train again")
     known = {f.name for f in fields(MODEL.config_type)}
@@ -114,7 +184,7 @@ def load_checkpoint(
             "diverged; train again"
         )
     module.to(device).eval()
-    return module, config, checkpoint.get("metadata") or {}
+    return module, config, metadata or {}
 
 
 def load_for_serving(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
