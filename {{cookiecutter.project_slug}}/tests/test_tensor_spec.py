@@ -1,11 +1,14 @@
-"""What an input may hold, from its TensorSpec alone (whatever model.py declares)."""
+"""What an input may hold and how much a request may carry, from the declared tensors alone
+(whatever model.py declares)."""
+
+import json
 
 import msgspec
 import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.predict_api import element_type
-from {{ cookiecutter.package_name }}.seam import TensorSpec
+from {{ cookiecutter.package_name }}.seam import ModelSeam, TensorSpec
 
 CATEGORY = TensorSpec("category", "INT64", (-1,), low=0, high=99)
 
@@ -46,3 +49,43 @@ def test_without_a_range_the_datatype_is_the_limit():
 def test_a_spec_that_cannot_be_is_refused_naming_the_input(spec):
     with pytest.raises(ValueError, match=r"^x: "):
         spec()
+
+
+class ImageSeam(ModelSeam):
+    inputs = (TensorSpec("image", "FP32", (-1, 3, 224, 224)),)
+
+
+class PixelSeam(ModelSeam):
+    inputs = (TensorSpec("pixels", "UINT8", (-1, 224, 224, 3)),)
+
+
+class TabularSeam(ModelSeam):
+    inputs = (TensorSpec("features", "FP32", (-1, 4)), TensorSpec("category", "INT64", (-1,)))
+
+
+def filled(shape: list[int], value):
+    return [filled(shape[1:], value) for _ in range(shape[0])] if shape else value
+
+
+def longest_value(spec: TensorSpec):
+    return -1.2345678901234567e-300 if spec.floating else int(spec.limits()[0])
+
+
+def json_row_bytes(seam: ModelSeam) -> int:
+    """One row of a JSON request whose values are as long as they get (a request of n rows is
+    about n times as long)."""
+    row = {s.name: filled(list(s.example(1).shape), longest_value(s)) for s in seam.inputs}
+    return len(json.dumps(row))
+
+
+SEAMS = {"fp32-image": (ImageSeam(), 13), "uint8-image": (PixelSeam(), 55),
+         "tabular": (TabularSeam(), 1024)}  # fmt: skip
+
+
+@pytest.mark.parametrize(("seam", "rows"), SEAMS.values(), ids=SEAMS)
+def test_the_body_limit_admits_the_largest_request_the_rows_allow(seam, rows):
+    """A 224x224 image model takes a dozen images a request (8 MiB of tensors), in JSON too; a
+    small model 1024 rows; the body limit follows, never below 1 MiB."""
+    assert seam.max_rows() == rows
+    assert json_row_bytes(seam) * rows <= seam.max_body_bytes()
+    assert seam.max_body_bytes() >= 1 << 20

@@ -91,12 +91,13 @@ def oip_error(status: int, message: str, headers=None) -> JSONResponse:
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body: 413 as soon as it passes `limit` bytes (declared or not), 408 when it has
     not all arrived `timeout_s` after the request began, ClientGone when the client hangs up."""
+    too_large = f"the body is larger than {limit} bytes (MAX_BODY_BYTES)"
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise HTTPException(400, "Content-Length is not a number", CLOSE)
         if int(declared) > limit:
-            raise HTTPException(413, f"the body is larger than {limit} bytes", CLOSE)
+            raise HTTPException(413, too_large, CLOSE)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     chunks, size, stream = [], 0, request.stream()
@@ -111,7 +112,7 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
             raise ClientGone from None
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"the body is larger than {limit} bytes", CLOSE)
+            raise HTTPException(413, too_large, CLOSE)
         chunks.append(chunk)
 
 

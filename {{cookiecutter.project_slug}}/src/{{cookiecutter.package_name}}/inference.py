@@ -27,7 +27,7 @@ from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-MAX_ROWS = 1024  # rows in one request, in either protocol
+MAX_ROWS = MODEL.max_rows()  # rows in one request, in either protocol
 # Parsing or writing less than this many bytes takes less time than a hop to a worker thread.
 INLINE_BYTES = 16 << 10
 WARM_UP_ROWS = (1, 2)  # torch.compile specialises a batch of one; every larger batch shares one
@@ -74,6 +74,7 @@ class Inference:
         self.readiness: Readiness | None = None
         self.not_ready = "the model is not loaded yet"
         self.in_flight = 0  # inference requests being answered, in either protocol
+        self.body_limit = settings.max_body_bytes or MODEL.max_body_bytes()
 
     async def start(self, device: str | None) -> None:
         found = Accelerator.detect()
@@ -167,7 +168,7 @@ class Inference:
         self.metrics.in_flight.inc()
         try:
             s = self.settings
-            yield batcher, await read_body(request, s.max_body_bytes, s.body_timeout_s)
+            yield batcher, await read_body(request, self.body_limit, s.body_timeout_s)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()

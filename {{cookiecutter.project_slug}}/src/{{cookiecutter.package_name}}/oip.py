@@ -196,7 +196,9 @@ def decode_input(item: InferInput, binary: memoryview, offset: int) -> tuple[tor
     if problem := spec.shape_problem(item.shape):
         raise Problem(problem)
     if not 1 <= item.shape[0] <= MAX_ROWS:
-        raise Problem(f"input {spec.name!r}: 1 to {MAX_ROWS} rows, not {item.shape[0]}")
+        raise Problem(
+            f"input {spec.name!r}: 1 to {MAX_ROWS} rows, not {item.shape[0]} (the seam's max_rows)"
+        )
     size = item.parameters.get("binary_data_size")
     if size is None:
         if item.data is None:

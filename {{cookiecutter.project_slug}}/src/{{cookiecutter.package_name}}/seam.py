@@ -32,6 +32,19 @@ DATATYPES: dict[str, torch.dtype] = {
 
 Tensors = dict[str, torch.Tensor]
 
+MOST_ROWS = 1024  # rows one request may carry, at most
+REQUEST_TENSOR_BYTES = 8 << 20  # one request's input tensors, at most: large rows mean fewer
+LEAST_BODY_BYTES = 1 << 20  # the derived body limit is never smaller
+
+
+def json_value_chars(spec: TensorSpec) -> int:
+    """The most characters one value takes in a JSON request, with its separator and a space."""
+    if spec.dtype == torch.bool:
+        return len("false, ")
+    if spec.floating:
+        return len("-1.2345678901234567e-308, ")
+    return max(len(str(int(limit))) for limit in spec.limits()) + 2
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -148,6 +161,19 @@ class ModelSeam:
         raise NotImplementedError
 
     # --- derived: nothing below needs changing for another model ---
+
+    def max_rows(self) -> int:
+        """Rows one request may carry: MOST_ROWS, fewer where a row is large (a request's input
+        tensors at most REQUEST_TENSOR_BYTES; a -1 past the batch counts as 1). Override it
+        here to allow more or fewer."""
+        row = sum(spec.row_elements() * spec.dtype.itemsize for spec in self.inputs)
+        return max(1, min(MOST_ROWS, REQUEST_TENSOR_BYTES // max(row, 1)))
+
+    def max_body_bytes(self) -> int:
+        """The largest request body of max_rows() rows, written as JSON (binary ones are
+        smaller): MAX_BODY_BYTES's default. A -1 past the batch counts as 1."""
+        row = sum(spec.row_elements() * (json_value_chars(spec) + 2) for spec in self.inputs)
+        return max(LEAST_BODY_BYTES, self.max_rows() * row + (64 << 10))
 
     def example_inputs(self, rows: int = 1) -> Tensors:
         return {spec.name: spec.example(rows) for spec in self.inputs}

@@ -27,8 +27,9 @@ def setting(env: str, default, help: str, minimum: int | None = None):
 class Settings:
     model_path: Path = setting("MODEL_PATH", Path("artifacts/model.pt"), "the checkpoint to serve")
     max_body_bytes: int = setting(
-        "MAX_BODY_BYTES", 1 << 20, "a larger request body gets 413 before it is read", 1024
-    )
+        "MAX_BODY_BYTES", 0, "a larger request body gets 413 before it is read (0: the largest "
+        "JSON request the model's inputs allow, at least 1 MiB)", 0,
+    )  # fmt: skip
     body_timeout_s: int = setting(
         "BODY_TIMEOUT_S", 5, "the request body must arrive within this; else 408 and close", 1
     )
