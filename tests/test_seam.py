@@ -5,6 +5,7 @@ processes."""
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from template_testing.commands import sh
@@ -24,3 +25,20 @@ def test_another_model_in_the_seam_passes_the_project_tests(bake):
     )  # fmt: skip
     passed = int(re.search(r"(\d+) passed", out).group(1))
     assert passed >= 100 and "deselected" not in out, out[-2000:]  # the whole suite ran
+
+
+def test_a_mistake_in_model_py_is_one_line_on_every_command(bake):
+    project = bake(package_name="typo")
+    model = project / "src" / "typo" / "model.py"
+    model.write_text(model.read_text().replace('"features", "FP32"', '"features", "FLOAT32"'))
+    for command in (["train", "--help"], ["serve"]):
+        done = subprocess.run(
+            [str(project_python()), "-m", "typo", *command], cwd=project, capture_output=True,
+            text=True, env={"PYTHONPATH": str(project / "src"), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert re.fullmatch(
+            r"\S+: error in model\.py: features: datatype 'FLOAT32' is not one of BOOL, UINT8, "
+            r"INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64\n",
+            done.stderr,
+        ), done.stderr

@@ -69,7 +69,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli = parser()
+    from .seam import SeamError
+
+    try:
+        cli = parser()  # imports model.py
+    except SeamError as error:
+        print(f"{{ cookiecutter.project_slug }}: error in model.py: {error}", file=sys.stderr)
+        return 1
     args = cli.parse_args(argv)
     from . import distributed, train
     from .checkpoint import CheckpointError

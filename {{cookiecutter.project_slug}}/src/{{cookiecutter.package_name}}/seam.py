@@ -32,6 +32,12 @@ DATATYPES: dict[str, torch.dtype] = {
 
 Tensors = dict[str, torch.Tensor]
 
+
+
+class SeamError(ValueError):
+    """A declaration in model.py that cannot be; the message names the tensor and the field."""
+
+
 MOST_ROWS = 1024  # rows one request may carry, at most
 REQUEST_TENSOR_BYTES = 8 << 20  # one request's input tensors, at most: large rows mean fewer
 LEAST_BODY_BYTES = 1 << 20  # the derived body limit is never smaller
@@ -60,14 +66,15 @@ class TensorSpec:
 
     def __post_init__(self) -> None:
         if self.datatype not in DATATYPES:
-            raise ValueError(f"{self.name}: datatype {self.datatype!r} is not one of {DATATYPES}")
+            known = ", ".join(DATATYPES)
+            raise SeamError(f"{self.name}: datatype {self.datatype!r} is not one of {known}")
         if not self.shape or self.shape[0] != -1:
-            raise ValueError(f"{self.name}: the first dimension is the batch, -1")
+            raise SeamError(f"{self.name}: the first dimension is the batch, -1")
         if self.datatype == "BOOL" and (self.low, self.high) != (None, None):
-            raise ValueError(f"{self.name}: a BOOL input has no range (low, high)")
+            raise SeamError(f"{self.name}: a BOOL input has no range (low, high)")
         low, high = self.limits()
         if low > high:
-            raise ValueError(f"{self.name}: low {self.low} is above high {self.high}")
+            raise SeamError(f"{self.name}: low {self.low} is above high {self.high}")
 
     @property
     def dtype(self) -> torch.dtype:
