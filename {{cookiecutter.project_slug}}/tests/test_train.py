@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.checkpoint import (
     load_checkpoint,
     load_for_serving,
     read_checkpoint,
+    resume_path,
     save_checkpoint,
 )
 from {{ cookiecutter.package_name }}.distributed import Group
@@ -33,6 +34,11 @@ def test_a_few_steps_write_a_loadable_checkpoint(tmp_path):
     assert saved["format"] == CHECKPOINT_FORMAT
     assert saved["torch"] == str(torch.__version__)
     assert saved["train_args"]["max_steps"] == 3
+    # Serving reads the weights only; the optimizer's state, for --resume, is kept beside them.
+    assert saved["training_state"] is None
+    resumable = read_checkpoint(resume_path(result.checkpoint))
+    assert resumable["training_state"]["step"] == 3 and resumable["training_state"]["optimizer"]
+    assert result.checkpoint.stat().st_size < resume_path(result.checkpoint).stat().st_size
 
 
 def test_training_learns_the_example_data(checkpoint):
@@ -53,7 +59,13 @@ def test_resume_continues_where_the_last_run_stopped(tmp_path):
         output, TrainConfig(epochs=4, samples=200, batch_size=32, device="cpu"), resume=True
     )
     assert resumed.steps == 2 * first.steps
-    assert read_checkpoint(output)["training_state"]["epoch"] == 4
+    assert read_checkpoint(resume_path(output))["training_state"]["epoch"] == 4
+
+
+def test_resume_without_its_state_is_one_line(tmp_path):
+    output = tmp_path / "model.pt"
+    with pytest.raises(TrainingError, match=r"--resume: no .*model\.resume\.pt to resume from"):
+        train(output, TrainConfig(epochs=1, samples=100, device="cpu"), resume=True)
 
 
 def test_a_run_without_steps_leaves_the_checkpoint_alone(tmp_path):
@@ -181,7 +193,7 @@ def test_a_diverged_run_stops_and_never_replaces_a_good_checkpoint(tmp_path, cap
     err = capsys.readouterr().err
     assert "training diverged" in err and "Traceback" not in err
     assert output.read_bytes() == good
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.resume.pt"]
 
 
 @pytest.mark.parametrize("where", ["parent-is-a-file", "read-only"])
@@ -216,7 +228,7 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_no_temporary_file(
     assert error.endswith("No space left on device; the previous one was left as it was")
     assert "Traceback" not in err
     assert output.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.resume.pt"]
 
 
 def test_the_epoch_loss_is_the_mean_over_its_steps():
@@ -240,7 +252,7 @@ def test_resume_applies_a_new_learning_rate(tmp_path, caplog):
     train(output, TrainConfig(epochs=1, samples=200, lr=1e-2, device="cpu"))
     with caplog.at_level(logging.INFO):
         train(output, TrainConfig(epochs=2, samples=200, lr=1e-4, device="cpu"), resume=True)
-    saved = read_checkpoint(output)
+    saved = read_checkpoint(resume_path(output))
     assert saved["train_args"]["lr"] == 1e-4
     assert {g["lr"] for g in saved["training_state"]["optimizer"]["param_groups"]} == {1e-4}
     assert "learning rate 0.0001 (the checkpoint was trained with 0.01)" in caplog.text

@@ -25,6 +25,13 @@ class CheckpointError(Exception):
     """A checkpoint that is missing, unreadable or of another format; the message says which."""
 
 
+def resume_path(path: str | os.PathLike[str]) -> Path:
+    """Where training keeps what `train --resume` needs (the weights with the optimizer state and
+    step), beside the serving checkpoint, which carries the weights only."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.resume{path.suffix}")
+
+
 def save_checkpoint(
     module: nn.Module,
     config,
@@ -34,24 +41,29 @@ def save_checkpoint(
     training_state: dict | None = None,
     **metadata: float,
 ) -> Path:
-    """Write weights, config, format version, torch version, training arguments and (to resume)
-    the optimizer state atomically: a reader never sees half a file, and a failed write (a full
-    disk, say) leaves the previous checkpoint as it was and no temporary file behind."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    """Write weights, config, format version, torch version and training arguments to `path`;
+    with `training_state` (the optimizer's, to resume), everything to resume_path(path) first.
+    Each is written atomically: a reader never sees half a file, and a failed write (a full
+    disk, say) leaves the previous one as it was and no temporary file behind."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "torch": str(torch.__version__),  # a plain str: weights_only loads it
         "config": asdict(config),
-        "state_dict": state,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "metadata": metadata,
         "train_args": train_args or {},
-        "training_state": training_state,
+        "training_state": None,
     }
+    if training_state is not None:
+        write_atomically({**checkpoint, "training_state": training_state}, resume_path(path))
+    return write_atomically(checkpoint, Path(path))
+
+
+def write_atomically(contents: dict, path: Path) -> Path:
+    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, tmp)
+        torch.save(contents, tmp)
         tmp.replace(path)
     except (OSError, RuntimeError) as error:  # torch.save reports some write errors as RuntimeError
         tmp.unlink(missing_ok=True)

@@ -33,7 +33,6 @@ DATATYPES: dict[str, torch.dtype] = {
 Tensors = dict[str, torch.Tensor]
 
 
-
 class SeamError(ValueError):
     """A declaration in model.py that cannot be; the message names the tensor and the field."""
 

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset, random_split
 
 from . import distributed
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint, resume_path, save_checkpoint
 from .model import MODEL
 
 log = logging.getLogger(__name__)
@@ -196,9 +196,7 @@ def _train(
 
     model_config = MODEL.config_type()
     net = MODEL.build(model_config).to(dev)
-    state = read_checkpoint(output, dev) if resume else None  # every rank reads rank 0's
-    if state and not state["training_state"]:
-        raise TrainingError(f"--resume: {output} holds no training state to resume from")
+    state = read_resume_state(output, dev) if resume else None  # every rank reads rank 0's
     if state:
         net.load_state_dict(state["state_dict"])
     step = state["training_state"]["step"] if state else 0
@@ -209,7 +207,7 @@ def _train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     if state:
         resume_optimizer(optimizer, state, config.lr, info)
-        info("resuming from %s at epoch %d, step %d", output, first_epoch, step)
+        info("resuming from %s at epoch %d, step %d", resume_path(output), first_epoch, step)
     bf16 = config.bf16 and dev.type == "cuda" and torch.cuda.is_bf16_supported()
     per_process = sampler.num_samples if sampler is not None else len(train_set)
     info(
@@ -288,6 +286,19 @@ def _train(
     info("wrote %s (val_%s %.3f); steps per process: %s", output, MODEL.score_name, val_score,
          steps)  # fmt: skip
     return TrainResult(output, step, train_loss, val_score, group.world_size)
+
+
+def read_resume_state(output: Path, dev: torch.device) -> dict:
+    path = resume_path(output)
+    if not path.is_file():
+        raise TrainingError(
+            f"--resume: no {path} to resume from (training writes it beside {output.name} "
+            "after every epoch)"
+        )
+    state = read_checkpoint(path, dev)
+    if not state.get("training_state"):
+        raise TrainingError(f"--resume: {path} holds no training state to resume from")
+    return state
 
 
 def split(config: TrainConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
