@@ -62,7 +62,7 @@ class Model(ModelSeam):
         return ConvNet(config)
 
     def predict(self, module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> Tensors:
-        logits = module(inputs["image"]).float()
+        logits = self.forward(module, inputs).float()
         confidence, digit = torch.softmax(logits, dim=-1).max(dim=-1)
         return {"digit": digit, "confidence": confidence, "logits": logits}
 

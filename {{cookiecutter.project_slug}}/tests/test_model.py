@@ -44,14 +44,21 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_training_data_is_reproducible_and_fits_the_model():
+    """The dataset's inputs are what a request carries (the declared names, datatypes and
+    shapes): training and serving share forward()'s pre-processing."""
     a, b = MODEL.dataset(64, seed=3), MODEL.dataset(64, seed=3)
-    (x_a, y_a), (x_b, y_b) = a[5], b[5]
-    torch.testing.assert_close(x_a, x_b)
-    torch.testing.assert_close(y_a, y_b)
-    module = MODEL.build(MODEL.config_type())
-    inputs = torch.stack([a[i][0] for i in range(8)])
-    targets = torch.stack([a[i][1] for i in range(8)])
-    outputs = module(inputs)
+    for (x_a, y_a), (x_b, y_b) in ((a[i], b[i]) for i in (0, 5)):
+        for name, tensor in MODEL.named_inputs(x_a).items():
+            torch.testing.assert_close(tensor, MODEL.named_inputs(x_b)[name])
+        torch.testing.assert_close(y_a, y_b)
+    inputs, targets = next(iter(torch.utils.data.DataLoader(a, batch_size=8)))
+    named = MODEL.named_inputs(inputs)
+    assert set(named) == {spec.name for spec in MODEL.inputs}
+    for spec in MODEL.inputs:
+        assert named[spec.name].dtype == spec.dtype, spec.name
+        assert spec.shape_problem(named[spec.name].shape) is None
+        assert spec.value_problem(named[spec.name]) is None
+    outputs = MODEL.forward(MODEL.build(MODEL.config_type()), named)
     assert MODEL.loss(outputs, targets).isfinite()
     assert MODEL.score(outputs, targets).shape == (8,)
 

@@ -70,7 +70,7 @@ class Model(ModelSeam):
         return Classifier(config)
 
     def predict(self, module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> Tensors:
-        probabilities = torch.softmax(module(inputs["features"]).float(), dim=-1)
+        probabilities = torch.softmax(self.forward(module, inputs).float(), dim=-1)
         return {"predictions": probabilities.argmax(dim=-1), "probabilities": probabilities}
 
     def dataset(self, samples: int, seed: int) -> torch.utils.data.Dataset:

@@ -136,8 +136,13 @@ class ModelSeam:
     outputs         TensorSpecs of what an answer carries
     config_type     a frozen dataclass of the model's settings, saved in every checkpoint
     build           config -> nn.Module (fresh weights; a checkpoint's are loaded into it)
-    predict         module, input tensors (batched, on its device) -> output tensors
-    dataset         the training data: (input, target) pairs
+    forward         module, input tensors -> what the module answers: the pre-processing (e.g.
+                    UINT8 pixels to floats) shared by training and serving; by default the
+                    module called with the inputs in their declared order
+    predict         module, input tensors (batched, on its device) -> output tensors (forward,
+                    then the post-processing)
+    dataset         the training data: (inputs, target) pairs; inputs are named tensors as a
+                    request carries them (a dict), or one tensor for a model of one input
     loss            module's output and targets -> the training loss
     score           per-example validation score (higher is better), e.g. accuracy
     """
@@ -153,6 +158,9 @@ class ModelSeam:
 
     def build(self, config) -> nn.Module:
         raise NotImplementedError
+
+    def forward(self, module: nn.Module, inputs: Mapping[str, torch.Tensor]):
+        return module(*(inputs[spec.name] for spec in self.inputs))
 
     def predict(self, module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> Tensors:
         raise NotImplementedError
@@ -180,6 +188,17 @@ class ModelSeam:
         smaller): MAX_BODY_BYTES's default. A -1 past the batch counts as 1."""
         row = sum(spec.row_elements() * (json_value_chars(spec) + 2) for spec in self.inputs)
         return max(LEAST_BODY_BYTES, self.max_rows() * row + (64 << 10))
+
+    def named_inputs(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Tensors:
+        """A dataset's inputs as named tensors (a bare tensor is the one declared input)."""
+        if isinstance(inputs, torch.Tensor):
+            if len(self.inputs) != 1:
+                raise SeamError(
+                    f"dataset() gave one tensor; the model declares {len(self.inputs)} inputs: "
+                    "give a dict of them by name"
+                )
+            return {self.inputs[0].name: inputs}
+        return dict(inputs)
 
     def example_inputs(self, rows: int = 1) -> Tensors:
         return {spec.name: spec.example(rows) for spec in self.inputs}

@@ -82,13 +82,20 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+def run_model(model: nn.Module, inputs, device: torch.device):
+    """The module's answer to a batch of the dataset's inputs, through the seam's forward (the
+    pre-processing serving uses too)."""
+    named = MODEL.named_inputs(inputs)
+    return MODEL.forward(model, {name: t.to(device) for name, t in named.items()})
+
+
 @torch.inference_mode()
 def score_and_count(model: nn.Module, loader: DataLoader, device: torch.device) -> list[float]:
     """The sum of MODEL.score over the loader's examples, and their number."""
     model.eval()
     total = count = 0.0
     for inputs, targets in loader:
-        scores = MODEL.score(model(inputs.to(device)), targets.to(device))
+        scores = MODEL.score(run_model(model, inputs, device), targets.to(device))
         total += scores.sum().item()
         count += scores.numel()
     model.train()
@@ -247,7 +254,7 @@ def _train(
         for inputs, targets in train_loader:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = MODEL.loss(model(inputs.to(dev)), targets.to(dev))
+                loss = MODEL.loss(run_model(model, inputs, dev), targets.to(dev))
             loss_value = loss.item()
             if group.any(not math.isfinite(loss_value), dev):
                 progress.close()
