@@ -1,6 +1,8 @@
 """The test run's phases, each timed against its budget, so that a slow phase shows in every run
 and one past its budget fails the run (CI's limit is 90 minutes on 2 cores; see
-docs/test-timings.md for the measured runs the budgets come from).
+docs/test-timings.md for the measured runs the budgets come from). Each phase also notes the
+disk left when it ended (under Docker's usual root where there is one, which shares CI's disk),
+and the report names the lowest.
 
 scripts/test times its own steps (`record`), the pytest session its modules and each image
 (tests/conftest.py), and `report` prints the table at the end and exits 1 when a phase is over:
@@ -12,11 +14,13 @@ scripts/test times its own steps (`record`), the pytest session its modules and 
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from .commands import TEMPLATE
 
@@ -24,28 +28,33 @@ TIMINGS = TEMPLATE / ".cache" / "timings.tsv"
 RUN_VARIABLE = "TDT_TIMING_RUN"  # set by scripts/test: the pytest session adds to its record
 
 
+DOCKER_ROOT = Path("/var/lib/docker")
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
     seconds: float
     budget: float
+    free_gb: float
 
     @property
     def over(self) -> bool:
         return self.seconds > self.budget
 
 
-def start() -> None:
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text("")
+def start(path: Path = TIMINGS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
 
 
-def record(name: str, seconds: float, budget: float) -> None:
+def record(name: str, seconds: float, budget: float, path: Path = TIMINGS) -> None:
     """Append one phase (pytest-xdist workers and the shell append to the same file; one short
     line per write, in append mode, so lines never interleave)."""
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    with TIMINGS.open("a") as timings:
-        timings.write(f"{name}\t{seconds:.1f}\t{budget:.0f}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(DOCKER_ROOT if DOCKER_ROOT.is_dir() else TEMPLATE).free / 1e9
+    with path.open("a") as timings:
+        timings.write(f"{name}\t{seconds:.1f}\t{budget:.0f}\t{free:.1f}\n")
 
 
 @contextmanager
@@ -58,31 +67,33 @@ def timed(name: str, budget: float) -> Iterator[None]:
         record(name, time.monotonic() - started, budget)
 
 
-def phases() -> list[Phase]:
-    if not TIMINGS.is_file():
+def phases(path: Path = TIMINGS) -> list[Phase]:
+    if not path.is_file():
         return []
-    rows = [line.split("\t") for line in TIMINGS.read_text().splitlines() if line.strip()]
-    return [Phase(name, float(seconds), float(budget)) for name, seconds, budget in rows]
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    return [Phase(name, float(seconds), float(budget), float(free)) for name, seconds, budget, free
+            in rows]  # fmt: skip
 
 
 def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-def report() -> int:
+def report(path: Path = TIMINGS) -> int:
     """Print the phases in the order they ended; 1 if any is over its budget, else 0."""
-    found = phases()
+    found = phases(path)
     if not found:
         print("timing: no phase was recorded")
         return 0
-    width = max(len(p.name) for p in found)
+    width = max(len("phase"), *(len(p.name) for p in found))
     print(f"\n{'=' * 30} timing summary {'=' * 30}")
-    print(f"{'phase':<{width}}  {'took':>6}  {'budget':>6}")
+    print(f"{'phase':<{width}}  {'took':>6}  {'budget':>6}  {'free GB':>7}")
     for phase in found:
         mark = "  OVER BUDGET" if phase.over else ""
-        print(
-            f"{phase.name:<{width}}  {minutes(phase.seconds):>6}  {minutes(phase.budget):>6}{mark}"
-        )
+        print(f"{phase.name:<{width}}  {minutes(phase.seconds):>6}  {minutes(phase.budget):>6}  "
+              f"{phase.free_gb:>7.1f}{mark}")  # fmt: skip
+    lowest = min(found, key=lambda p: p.free_gb)
+    print(f"least disk free: {lowest.free_gb:.1f} GB, after {lowest.name}")
     over = [p for p in found if p.over]
     if over:
         names = ", ".join(p.name for p in over)

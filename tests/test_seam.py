@@ -1,23 +1,28 @@
-"""The model seam holds: a baked project whose model.py is replaced by another model (a conv net
-over images: another input name, rank and width, other outputs, another model name) passes its
-own test suite unchanged, both layers: service, Open Inference Protocol, contract, training and
-processes."""
+"""The model seam holds: a baked project whose model.py is replaced by another model passes its
+own test suite unchanged, both layers (service, Open Inference Protocol, contract, training and
+processes). The models (tests/seams/): a conv net over 1x8x8 images (another input name, rank and
+width, other outputs, another model name); two inputs of different datatypes (FP32 features,
+INT64 category ids with a declared range) with a regression head and an FP16 output; token ids
+of any length (-1, -1), batched length by length."""
 
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from template_testing.commands import sh
 from template_testing.project_venv import project_python
 
-SECOND_MODEL = Path(__file__).parent / "seams" / "image_model.py"
+SEAMS = Path(__file__).parent / "seams"
+MODELS = ["image_model.py", "two_input_model.py", "token_model.py"]
 
 
-def test_another_model_in_the_seam_passes_the_project_tests(bake):
-    project = bake(package_name="images")
-    model = project / "src" / "images" / "model.py"
-    shutil.copyfile(SECOND_MODEL, model)
+@pytest.mark.parametrize("model_file", MODELS)
+def test_another_model_in_the_seam_passes_the_project_tests(bake, model_file):
+    project = bake(package_name="seam")
+    shutil.copyfile(SEAMS / model_file, project / "src" / "seam" / "model.py")
     out = sh(
         str(project_python()), "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "-m", "slow or not slow",  # both layers: this model's only run of the slow one

@@ -125,12 +125,13 @@ def sample_range(spec: TensorSpec) -> tuple[float, float]:
     return low, min(high, low + 1)
 
 
-def random_inputs(rows: int, seed: int = 0) -> Tensors:
-    """`rows` rows of every input, random but valid (within each input's range)."""
+def random_inputs(rows: int, seed: int = 0, length: int = 1) -> Tensors:
+    """`rows` rows of every input, random but valid (within each input's range); a dimension of
+    any size past the batch (-1) is `length` long."""
     generator = torch.Generator().manual_seed(seed)
     inputs = {}
     for spec in MODEL.inputs:
-        shape = spec.example(rows).shape
+        shape = [rows, *(dim if dim > 0 else length for dim in spec.shape[1:])]
         low, high = sample_range(spec)
         if spec.floating:
             values = low + torch.rand(shape, generator=generator) * (high - low)
@@ -164,10 +165,14 @@ def assert_answers(answer: dict, expected: Tensors) -> None:
         torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
 
 
-def one_row_body() -> tuple[dict, list]:
-    """A one-row /predict body, and the first innermost list of its first input (to change)."""
+# The first input whose innermost dimension is fixed: a row one value short or long is refused.
+FIXED_WIDTH = next((s for s in MODEL.inputs if len(s.shape) > 1 and s.shape[-1] > 0), None)
+
+
+def one_row_body(spec: TensorSpec = MODEL.inputs[0]) -> tuple[dict, list]:
+    """A one-row /predict body, and the first innermost list of `spec`'s input (to change)."""
     body = predict_json(random_inputs(1))
-    leaf = body[MODEL.inputs[0].name]
+    leaf = body[spec.name]
     while isinstance(leaf[0], list):
         leaf = leaf[0]
     return body, leaf
@@ -181,8 +186,9 @@ def body_with_first_value(token: str) -> str:
 
 
 def body_with_innermost_length(change: int) -> str:
-    """A one-row /predict body whose first innermost list is `change` values longer."""
-    body, leaf = one_row_body()
+    """A one-row /predict body whose first innermost list of FIXED_WIDTH is `change` values
+    longer."""
+    body, leaf = one_row_body(FIXED_WIDTH)
     del leaf[len(leaf) + change :]
     leaf.extend([leaf[0]] * max(change, 0))
     return json.dumps(body)

@@ -12,6 +12,13 @@ EXAMPLES = 30  # per operation and mode: enough to hit every documented error, f
 
 
 MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+# What JSON Schema cannot state (/predict's description says it): a generated request that
+# breaks it is rightly refused with 422 and this message.
+UNSTATED_RULES = ("every input must have the same number of rows", "is ragged inside")
+
+
+def unstated_rule_broken(response) -> bool:
+    return response.status_code == 422 and any(rule in response.text for rule in UNSTATED_RULES)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.value)
@@ -36,6 +43,8 @@ def test_api_contract(live_url, mode):
             suppress_health_check=list(HealthCheck),
         )
         def conforms(case):
-            case.call_and_validate()
+            response = case.call()
+            if not unstated_rule_broken(response):
+                case.validate_response(response)
 
         conforms()

@@ -7,7 +7,8 @@ import msgspec
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }}.predict_api import element_type
+from {{ cookiecutter.package_name }}.http_errors import ValidationFailed
+from {{ cookiecutter.package_name }}.predict_api import element_type, to_tensor
 from {{ cookiecutter.package_name }}.seam import ModelSeam, TensorSpec
 
 CATEGORY = TensorSpec("category", "INT64", (-1,), low=0, high=99)
@@ -26,6 +27,18 @@ def test_the_json_schema_has_the_same_range():
     for outside in (b"[-3]", b"[100]"):
         with pytest.raises(msgspec.ValidationError):
             decode(outside)
+
+
+def test_whole_floats_are_integers_and_others_are_refused():
+    """JSON Schema's "integer" takes 5.0; so does /predict, and refuses 5.5."""
+    whole = element_type(CATEGORY, bounded=True, whole_floats=True)
+    decode = msgspec.json.Decoder(list[whole]).decode
+    tensor = to_tensor(CATEGORY, decode(b"[5.0, 7, 1e1]"), whole_floats=True)
+    assert tensor.dtype == torch.int64 and tensor.tolist() == [5, 7, 10]
+    with pytest.raises(ValidationFailed):
+        to_tensor(CATEGORY, decode(b"[5.5]"), whole_floats=True)
+    with pytest.raises(msgspec.ValidationError):
+        decode(b"[99.5, 100.0]")
 
 
 def test_without_a_range_the_datatype_is_the_limit():

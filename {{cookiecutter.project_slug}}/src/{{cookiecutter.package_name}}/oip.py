@@ -193,7 +193,7 @@ def decode_input(item: InferInput, binary: memoryview, offset: int) -> tuple[tor
         raise Problem(f"unknown input {item.name!r}: the model takes {names}")
     if item.datatype != spec.datatype:
         raise Problem(f"input {spec.name!r} is {item.datatype}, the model takes {spec.datatype}")
-    if problem := spec.shape_problem(item.shape):
+    if problem := spec.input_shape_problem(item.shape):
         raise Problem(problem)
     if not 1 <= item.shape[0] <= MAX_ROWS:
         raise Problem(

@@ -8,6 +8,7 @@ request schema.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from typing import Annotated, Any
@@ -18,43 +19,55 @@ from fastapi import FastAPI, Request, Response
 from pydantic import create_model
 from starlette.exceptions import HTTPException
 
+from .batching import concat, row_shapes
 from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import Tensors, TensorSpec
 
 
-def element_type(spec: TensorSpec, *, bounded: bool) -> Any:
+def element_type(spec: TensorSpec, *, bounded: bool, whole_floats: bool = False) -> Any:
+    """One value's type; with `whole_floats`, an integer input also takes JSON floats (5.0 is an
+    integer to JSON Schema; parse_request refuses 5.5)."""
     if spec.datatype == "BOOL":
         return bool
     kind = float if spec.floating else int
     if not bounded:
         return kind
     low, high = spec.limits()
-    return Annotated[kind, msgspec.Meta(ge=low if math.isfinite(low) else None,
-                                        le=high if math.isfinite(high) else None)]  # fmt: skip
+    meta = msgspec.Meta(ge=low if math.isfinite(low) else None,
+                        le=high if math.isfinite(high) else None)  # fmt: skip
+    if whole_floats and kind is int:
+        return Annotated[int, meta] | Annotated[float, meta]
+    return Annotated[kind, meta]
 
 
-def nested_type(spec: TensorSpec, *, bounded: bool = True) -> Any:
-    """The spec as nested lists: fixed dimensions have fixed lengths, the batch 1 to MAX_ROWS."""
-    item = element_type(spec, bounded=bounded)
+def nested_type(spec: TensorSpec, *, bounded: bool = True, whole_floats: bool = False) -> Any:
+    """The spec as nested lists: fixed dimensions have fixed lengths, others at least 1, the
+    batch 1 to MAX_ROWS."""
+    item = element_type(spec, bounded=bounded, whole_floats=whole_floats)
     for dim in reversed(spec.shape[1:]):
-        item = (
-            Annotated[list[item], msgspec.Meta(min_length=dim, max_length=dim)]
-            if (bounded and dim >= 0)
-            else list[item]
-        )
+        if not bounded:
+            item = list[item]
+        elif dim >= 0:
+            item = Annotated[list[item], msgspec.Meta(min_length=dim, max_length=dim)]
+        else:
+            item = Annotated[list[item], msgspec.Meta(min_length=1)]
     if bounded:
         return Annotated[list[item], msgspec.Meta(min_length=1, max_length=MAX_ROWS)]
     return list[item]
 
 
-PredictRequest = msgspec.defstruct(
-    "PredictRequest",
-    [(spec.name, nested_type(spec)) for spec in MODEL.inputs],
-    forbid_unknown_fields=True,
-)
+def request_type(*, whole_floats: bool = False) -> type:
+    fields = [(s.name, nested_type(s, whole_floats=whole_floats)) for s in MODEL.inputs]
+    return msgspec.defstruct("PredictRequest", fields, forbid_unknown_fields=True)
+
+
+PredictRequest = request_type()
 REQUEST_DECODER = msgspec.json.Decoder(PredictRequest)
+# Integer inputs sent as whole floats (5.0): decoded again, more slowly, only when they come.
+WHOLE_FLOATS_DECODER = msgspec.json.Decoder(request_type(whole_floats=True))
+INTEGERS = any(not s.floating and s.datatype != "BOOL" for s in MODEL.inputs)
 REQUEST_SCHEMA = msgspec.json.schema_components([PredictRequest])[1]["PredictRequest"]
 REQUEST_BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
@@ -83,31 +96,72 @@ def invalid(name: str, message: str) -> ValidationFailed:
     return ValidationFailed([{"loc": ["body", name], "msg": message, "type": "value_error"}])
 
 
-def parse_request(body: bytes) -> Tensors:
-    """Validate a /predict body (in a worker thread) and return its inputs as tensors."""
+def decode_request(body: bytes) -> tuple[Any, bool]:
+    """The decoded body, and whether integer inputs may hold floats (to check they are whole)."""
     try:
-        request = REQUEST_DECODER.decode(body)
+        return REQUEST_DECODER.decode(body), False
     except msgspec.ValidationError as error:
-        raise ValidationFailed([error_item(error)]) from None
+        if not (INTEGERS and "got `float`" in str(error)):
+            raise ValidationFailed([error_item(error)]) from None
     except msgspec.DecodeError:
         raise HTTPException(400, "the body is not valid JSON") from None
-    inputs = {}
-    for spec in MODEL.inputs:
-        try:
-            tensor = torch.tensor(getattr(request, spec.name), dtype=spec.dtype)
-        except RAGGED:
-            raise invalid(spec.name, "rows of different lengths") from None
-        if problem := spec.value_problem(tensor):
-            raise invalid(spec.name, problem)
-        inputs[spec.name] = tensor
-    if len({len(t) for t in inputs.values()}) > 1:
+    try:
+        return WHOLE_FLOATS_DECODER.decode(body), True
+    except msgspec.ValidationError as error:
+        raise ValidationFailed([error_item(error)]) from None
+
+
+def to_tensor(spec: TensorSpec, values: list, whole_floats: bool) -> torch.Tensor:
+    if not whole_floats or spec.floating or spec.datatype == "BOOL":
+        return torch.tensor(values, dtype=spec.dtype)
+    as_floats = torch.tensor(values, dtype=torch.float64)
+    if (as_floats != as_floats.round()).any():
+        raise invalid(spec.name, "holds a value that is not a whole number")
+    return as_floats.to(spec.dtype)
+
+
+def parse_request(body: bytes) -> list[Tensors]:
+    """Validate a /predict body (in a worker thread) and return its inputs as tensors, in parts:
+    one, unless an input with a -1 dimension past the batch has rows of different lengths (a
+    batch of sentences, say); then each run of rows of the same shapes is a part of its own."""
+    request, whole_floats = decode_request(body)
+    values = {spec.name: getattr(request, spec.name) for spec in MODEL.inputs}
+    if len({len(rows) for rows in values.values()}) > 1:
         raise invalid(MODEL.inputs[0].name, "every input must have the same number of rows")
-    return inputs
+    try:
+        parts = [{s.name: to_tensor(s, values[s.name], whole_floats) for s in MODEL.inputs}]
+    except RAGGED:
+        parts = rows_by_shape(values, whole_floats)
+    for part in parts:
+        for spec in MODEL.inputs:
+            if problem := spec.value_problem(part[spec.name]):
+                raise invalid(spec.name, problem)
+    return parts
 
 
-def encode_answer(outputs: Tensors) -> bytes:
-    """The answer as JSON (in a worker thread: 1024 rows take a while to write)."""
-    return msgspec.json.encode({spec.name: outputs[spec.name].tolist() for spec in MODEL.outputs})
+def rows_by_shape(values: dict[str, list], whole_floats: bool) -> list[Tensors]:
+    """Rows of different shapes as parts: each run of consecutive rows of the same shapes."""
+    parts: list[list[Tensors]] = []
+    for i in range(len(values[MODEL.inputs[0].name])):
+        row = {}
+        for spec in MODEL.inputs:
+            try:
+                row[spec.name] = to_tensor(spec, values[spec.name][i : i + 1], whole_floats)
+            except RAGGED:
+                raise invalid(spec.name, f"row {i} is ragged inside") from None
+        if parts and row_shapes(parts[-1][-1]) == row_shapes(row):
+            parts[-1].append(row)
+        else:
+            parts.append([row])
+    return [concat(rows) for rows in parts]
+
+
+def encode_answer(outputs: list[Tensors]) -> bytes:
+    """The answer as JSON, the parts' rows in order (in a worker thread: 1024 rows take a while
+    to write)."""
+    return msgspec.json.encode(
+        {s.name: [row for part in outputs for row in part[s.name].tolist()] for s in MODEL.outputs}
+    )
 
 
 def add_predict_route(app: FastAPI, inference: Inference) -> None:
@@ -116,6 +170,9 @@ def add_predict_route(app: FastAPI, inference: Inference) -> None:
         response_model=PredictResponse,
         responses=ERROR_RESPONSES,
         openapi_extra=REQUEST_BODY,
+        description="Every input has the same number of rows (422: every input must have the "
+        "same number of rows); rows of a dimension of any size may differ in length between "
+        "rows, not inside one (422: row N is ragged inside).",
     )
     async def predict(request: Request) -> Response:
         inference.ready_batcher()
@@ -123,9 +180,10 @@ def add_predict_route(app: FastAPI, inference: Inference) -> None:
         if media_type != "application/json":
             raise HTTPException(415, "send the inputs as application/json", CLOSE)
         async with inference.admitted(request) as (batcher, body):
-            inputs = await off_the_loop(len(body), parse_request, body)
-            outputs = await batcher(inputs)
+            parts = await off_the_loop(len(body), parse_request, body)
+            outputs = await asyncio.gather(*(batcher(part) for part in parts))
+        size = sum(output_bytes(part) for part in outputs)
         return Response(
-            await off_the_loop(output_bytes(outputs), encode_answer, outputs),
+            await off_the_loop(size, encode_answer, outputs),
             media_type="application/json",
         )

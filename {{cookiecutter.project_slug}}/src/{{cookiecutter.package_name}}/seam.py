@@ -107,6 +107,14 @@ class TensorSpec:
             return f"{self.name} has shape {list(shape)}, the model takes {list(self.shape)}"
         return None
 
+    def input_shape_problem(self, shape: tuple[int, ...] | list[int]) -> str | None:
+        """shape_problem, and no empty dimension past the batch (a -1 is of any size >= 1)."""
+        if problem := self.shape_problem(shape):
+            return problem
+        if 0 in shape[1:]:
+            return f"{self.name} has shape {list(shape)}: no dimension past the batch may be 0"
+        return None
+
     def value_problem(self, tensor: torch.Tensor) -> str | None:
         """Why these values cannot be given to the model (None: they can)."""
         if self.floating and not torch.isfinite(tensor).all():
