@@ -14,10 +14,12 @@ http_errors.py, the model's start-up and admission in inference.py, the server's
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +27,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from . import logs, oip, server
+from . import logs, model_uri, oip, server
 from .checkpoint import load_for_serving
 from .http_errors import NOT_READY, add_error_handlers
 from .inference import Inference, Readiness, check_compiler
@@ -132,5 +134,9 @@ def serve(host: str, port: int, settings: Settings) -> None:
     """Check the settings and the checkpoint (one line and exit 1 when they cannot serve), then
     run the server."""
     check_compiler(settings)
+    if settings.model_uri:  # fetched once, here, before any worker starts
+        path = model_uri.fetch(settings.model_uri, settings.model_cache_dir)
+        os.environ["MODEL_PATH"] = str(path)  # the workers read their settings from it
+        settings = replace(settings, model_path=path)
     load_for_serving(settings.model_path)
     server.run(host, port, settings)

@@ -7,6 +7,7 @@ lists them from here.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -25,7 +26,18 @@ def setting(env: str, default, help: str, minimum: int | None = None):
 
 @dataclass(frozen=True)
 class Settings:
-    model_path: Path = setting("MODEL_PATH", Path("artifacts/model.pt"), "the checkpoint to serve")
+    model_path: Path = setting(
+        "MODEL_PATH", Path("artifacts/model.pt"), "the weights to serve: a checkpoint, a "
+        ".safetensors file or a state_dict",
+    )  # fmt: skip
+    model_uri: str = setting(
+        "MODEL_URI", "", "fetch the weights from here at start-up, before readiness, and serve "
+        "them instead of MODEL_PATH: file://, http(s)://...#sha256=<hex>, s3:// or gs://",
+    )  # fmt: skip
+    model_cache_dir: Path = setting(
+        "MODEL_CACHE_DIR", Path(tempfile.gettempdir()) / "{{ cookiecutter.project_slug }}-models",
+        "where MODEL_URI's downloads are kept (a pinned one is reused)",
+    )  # fmt: skip
     max_body_bytes: int = setting(
         "MAX_BODY_BYTES", 0, "a larger request body gets 413 before it is read (0: the largest "
         "JSON request the model's inputs allow, at least 1 MiB)", 0,
