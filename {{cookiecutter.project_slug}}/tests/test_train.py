@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.checkpoint import (
@@ -60,6 +61,27 @@ def test_resume_continues_where_the_last_run_stopped(tmp_path):
     )
     assert resumed.steps == 2 * first.steps
     assert read_checkpoint(resume_path(output))["training_state"]["epoch"] == 4
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_training_can_start_from_weights_made_elsewhere(tmp_path, suffix):
+    torch.manual_seed(11)
+    made = MODEL.build(MODEL.config_type())
+    weights = tmp_path / f"pretrained{suffix}"
+    state = {k: v.detach().clone().contiguous() for k, v in made.state_dict().items()}
+    if suffix == ".pt":
+        torch.save(state, weights)
+    else:
+        save_file(state, weights)
+    config = TrainConfig(max_steps=1, samples=100, lr=1e-9, device="cpu")
+    tuned, _, _ = load_checkpoint(train(tmp_path / "tuned.pt", config, init=weights).checkpoint)
+    for name, value in state.items():  # one step at a tiny learning rate: the same weights
+        torch.testing.assert_close(tuned.state_dict()[name], value, rtol=0, atol=1e-6)
+
+
+def test_init_and_resume_together_are_refused(tmp_path):
+    with pytest.raises(TrainingError, match="--init and --resume"):
+        train(tmp_path / "m.pt", TrainConfig(device="cpu"), resume=True, init=tmp_path / "w.pt")
 
 
 def test_resume_without_its_state_is_one_line(tmp_path):

@@ -18,7 +18,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset, random_split
 
 from . import distributed
-from .checkpoint import CheckpointError, read_checkpoint, resume_path, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    resume_path,
+    save_checkpoint,
+)
 from .model import MODEL
 
 log = logging.getLogger(__name__)
@@ -103,15 +109,22 @@ def score_and_count(model: nn.Module, loader: DataLoader, device: torch.device) 
 
 
 def train(
-    output: Path = DEFAULT_OUTPUT, config: TrainConfig | None = None, *, resume: bool = False
+    output: Path = DEFAULT_OUTPUT,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    init: Path | None = None,
 ) -> TrainResult:
     """Train, writing a checkpoint after every epoch; with `resume`, continue from the
-    checkpoint at `output`. A run that trains no step, or whose loss stops being finite, never
-    replaces a checkpoint.
+    checkpoint at `output`; with `init`, start from those weights (a checkpoint, a .safetensors
+    file or a state_dict: fine-tuning). A run that trains no step, or whose loss stops being
+    finite, never replaces a checkpoint.
 
     Under torchrun every process trains a DistributedDataParallel replica on its share of the
     data; validation is reduced over all of them; only rank 0 logs and writes checkpoints."""
     config = config or TrainConfig()
+    if resume and init is not None:
+        raise TrainingError("--init and --resume: use one (--resume has its own weights)")
     if config.samples < MIN_SAMPLES:
         raise TrainingError(f"--samples {config.samples}: need at least {MIN_SAMPLES}")
     wants_cuda = config.device.startswith("cuda") or (
@@ -122,7 +135,7 @@ def train(
     try:
         if group.is_main:
             check_writable(output)
-        result = _train(output, config, resume, group)
+        result = _train(output, config, resume, init, group)
         finished = True
         return result
     finally:
@@ -183,7 +196,7 @@ class EpochLoss:
 
 
 def _train(
-    output: Path, config: TrainConfig, resume: bool, group: distributed.Group
+    output: Path, config: TrainConfig, resume: bool, init: Path | None, group: distributed.Group
 ) -> TrainResult:
     info = log.info if group.is_main else (lambda *args: None)
     torch.manual_seed(config.seed)
@@ -203,6 +216,10 @@ def _train(
 
     model_config = MODEL.config_type()
     net = MODEL.build(model_config).to(dev)
+    if init is not None:  # every rank loads the same weights
+        net, model_config, _ = load_checkpoint(init, dev)
+        net.train()
+        info("starting from the weights in %s", init)
     state = read_resume_state(output, dev) if resume else None  # every rank reads rank 0's
     if state:
         net.load_state_dict(state["state_dict"])
@@ -379,6 +396,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     arg("--seed", type=int, default=d.seed, help="seed of the data, the split and the weights")
     arg("--resume", action="store_true", help="continue from the checkpoint at --output")
+    arg("--init", type=Path, help="start from these weights: a checkpoint, .safetensors or "
+        "state_dict (default: fresh ones)")  # fmt: skip
     arg(
         "--bf16",
         action=argparse.BooleanOptionalAction,
@@ -414,5 +433,5 @@ def run(args: argparse.Namespace) -> int:
         clip_grad_norm=args.clip_grad_norm,
         log_interval_s=args.log_interval_s,
     )
-    train(args.output, config, resume=args.resume)
+    train(args.output, config, resume=args.resume, init=args.init)
     return 0
