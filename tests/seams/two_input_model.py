@@ -1,6 +1,7 @@
 """A seam-test model (tests/test_seam.py) with two inputs of different datatypes and a
 regression head: FP32 features and INT64 category ids (declared 0 to 9, into an embedding),
-answering an FP32 value and the same value in FP16. Trained on a synthetic linear target."""
+answering an FP32 value and the same value in FP16 and BF16. Trained on a synthetic linear
+target."""
 
 from __future__ import annotations
 
@@ -65,7 +66,11 @@ class Model(ModelSeam):
         TensorSpec("features", "FP32", (-1, N_FEATURES), low=-1e3, high=1e3),
         TensorSpec("category", "INT64", (-1,), low=0, high=N_CATEGORIES - 1),
     )
-    outputs = (TensorSpec("value", "FP32", (-1,)), TensorSpec("value_fp16", "FP16", (-1,)))
+    outputs = (
+        TensorSpec("value", "FP32", (-1,)),
+        TensorSpec("value_fp16", "FP16", (-1,)),
+        TensorSpec("value_bf16", "BF16", (-1,)),
+    )
     config_type = ModelConfig
     score_name = "neg_abs_error"
     trained_score = -1.5  # predicting 0 scores about -2.1
@@ -75,7 +80,11 @@ class Model(ModelSeam):
 
     def predict(self, module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> Tensors:
         value = self.forward(module, inputs).float()
-        return {"value": value, "value_fp16": value.clamp(-6e4, 6e4).half()}
+        return {
+            "value": value,
+            "value_fp16": value.clamp(-6e4, 6e4).half(),
+            "value_bf16": value.bfloat16(),
+        }
 
     def dataset(self, samples: int, seed: int) -> Dataset:
         return Rows(samples, seed)

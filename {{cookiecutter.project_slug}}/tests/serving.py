@@ -104,6 +104,15 @@ def closed_by_server(sock: socket.socket, within_s: float) -> bool:
     return True
 
 
+def result_tensor(result: triton.InferResult, name: str) -> torch.Tensor:
+    """An output of tritonclient's answer as the tensor the model declares (BF16 arrives as
+    ml_dtypes.bfloat16 in binary, as floats in JSON: torch takes neither directly)."""
+    array, spec = result.as_numpy(name), MODEL.output(name)
+    if spec.datatype == "BF16":
+        return torch.tensor(array.astype("float32")).to(torch.bfloat16)
+    return torch.tensor(array)
+
+
 def triton_inputs(inputs: Tensors, binary: bool) -> list[triton.InferInput]:
     """The inputs as tritonclient's InferInputs, in JSON or as binary tensors."""
     made = []

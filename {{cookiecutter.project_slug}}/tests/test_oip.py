@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.oip import tensor_bytes
 from {{ cookiecutter.package_name }}.service import create_app
 
-from serving import expected_outputs, random_inputs, raw_connection, triton_inputs
+from serving import expected_outputs, random_inputs, raw_connection, result_tensor, triton_inputs
 
 INFER = f"/v2/models/{MODEL.name}/infer"
 
@@ -62,7 +62,7 @@ def test_infer_answers_what_the_model_answers(app_client, checkpoint, binary):
     assert result.get_response()["id"] == "req-7"
     expected = expected_outputs(checkpoint, inputs)
     for spec in MODEL.outputs:
-        got = torch.tensor(result.as_numpy(spec.name))
+        got = result_tensor(result, spec.name)
         torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
 
 
@@ -72,7 +72,7 @@ def test_outputs_default_to_all_of_them_in_binary(app_client, checkpoint):
     expected = expected_outputs(checkpoint, inputs)
     for output in result.get_response()["outputs"]:
         assert "binary_data_size" in output["parameters"]
-        got = torch.tensor(result.as_numpy(output["name"]))
+        got = result_tensor(result, output["name"])
         torch.testing.assert_close(got, expected[output["name"]], rtol=1e-4, atol=1e-5)
 
 
@@ -116,7 +116,7 @@ def test_a_real_server_answers_tritonclient(client, checkpoint, binary):
     assert result.get_response()["id"] == "req-7"
     expected = expected_outputs(checkpoint, inputs)
     for spec in MODEL.outputs:
-        got = torch.tensor(result.as_numpy(spec.name))
+        got = result_tensor(result, spec.name)
         torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
 
 
