@@ -2,8 +2,8 @@
 own test suite unchanged, both layers (service, Open Inference Protocol, contract, training and
 processes). The models (tests/seams/): a conv net over 1x8x8 images (another input name, rank and
 width, other outputs, another model name); two inputs of different datatypes (FP32 features,
-INT64 category ids with a declared range) with a regression head and FP16 and BF16 outputs; token ids
-of any length (-1, -1), batched length by length."""
+INT64 category ids with a declared range) with a regression head and FP16 and BF16 outputs;
+token ids of any length (-1, -1), batched length by length."""
 
 import re
 import shutil
