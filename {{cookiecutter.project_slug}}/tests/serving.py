@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import tritonclient.http as triton
+from safetensors.torch import save_file
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.model import MODEL
@@ -201,3 +203,16 @@ def body_with_innermost_length(change: int) -> str:
     del leaf[len(leaf) + change :]
     leaf.extend([leaf[0]] * max(change, 0))
     return json.dumps(body)
+
+
+def weights_made_elsewhere(folder, kind: str):
+    """A module's weights saved as another tool would, and the module."""
+    torch.manual_seed(7)
+    module = MODEL.build(MODEL.config_type()).eval()
+    state = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
+    path = folder / f"weights.{kind}"
+    if kind == "safetensors":
+        save_file(state, path, metadata={"config": json.dumps(asdict(MODEL.config_type()))})
+    else:
+        torch.save(state, path)
+    return path, module

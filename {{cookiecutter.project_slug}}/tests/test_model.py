@@ -1,8 +1,5 @@
 """The model seam (model.py): what it declares holds for what it builds, trains on and answers."""
 
-import json
-from dataclasses import asdict
-
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -17,7 +14,7 @@ from {{ cookiecutter.package_name }}.checkpoint import (
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.service import create_app
 
-from serving import assert_answers, predict_json, random_inputs
+from serving import assert_answers, predict_json, random_inputs, weights_made_elsewhere
 
 
 def test_predict_gives_the_declared_outputs():
@@ -61,19 +58,6 @@ def test_training_data_is_reproducible_and_fits_the_model():
     outputs = MODEL.forward(MODEL.build(MODEL.config_type()), named)
     assert MODEL.loss(outputs, targets).isfinite()
     assert MODEL.score(outputs, targets).shape == (8,)
-
-
-def weights_made_elsewhere(folder, kind: str):
-    """A module's weights saved as another tool would, and the module."""
-    torch.manual_seed(7)
-    module = MODEL.build(MODEL.config_type()).eval()
-    state = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
-    path = folder / f"weights.{kind}"
-    if kind == "safetensors":
-        save_file(state, path, metadata={"config": json.dumps(asdict(MODEL.config_type()))})
-    else:
-        torch.save(state, path)
-    return path, module
 
 
 @pytest.mark.parametrize("kind", ["safetensors", "pt"])

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from {{ cookiecutter.package_name }}.__main__ import main
 from {{ cookiecutter.package_name }}.checkpoint import (
@@ -21,7 +20,7 @@ from {{ cookiecutter.package_name }}.distributed import Group
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.train import EpochLoss, TrainConfig, TrainingError, train
 
-from serving import command, command_env
+from serving import command, command_env, weights_made_elsewhere
 
 
 def test_a_few_steps_write_a_loadable_checkpoint(tmp_path):
@@ -63,19 +62,12 @@ def test_resume_continues_where_the_last_run_stopped(tmp_path):
     assert read_checkpoint(resume_path(output))["training_state"]["epoch"] == 4
 
 
-@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_training_can_start_from_weights_made_elsewhere(tmp_path, suffix):
-    torch.manual_seed(11)
-    made = MODEL.build(MODEL.config_type())
-    weights = tmp_path / f"pretrained{suffix}"
-    state = {k: v.detach().clone().contiguous() for k, v in made.state_dict().items()}
-    if suffix == ".pt":
-        torch.save(state, weights)
-    else:
-        save_file(state, weights)
+@pytest.mark.parametrize("kind", ["pt", "safetensors"])
+def test_training_can_start_from_weights_made_elsewhere(tmp_path, kind):
+    weights, made = weights_made_elsewhere(tmp_path, kind)
     config = TrainConfig(max_steps=1, samples=100, lr=1e-9, device="cpu")
     tuned, _, _ = load_checkpoint(train(tmp_path / "tuned.pt", config, init=weights).checkpoint)
-    for name, value in state.items():  # one step at a tiny learning rate: the same weights
+    for name, value in made.state_dict().items():  # one step at a tiny learning rate: the same
         torch.testing.assert_close(tuned.state_dict()[name], value, rtol=0, atol=1e-6)
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .batching import MicroBatcher
+from .batching import MicroBatcher, rows_of
 from .checkpoint import first_line, load_for_serving
 from .gpu import Accelerator
 from .http_errors import CLOSE, RETRY_AFTER_S, ModelFailed, read_body
@@ -92,7 +92,7 @@ class Inference:
             module = torch.compile(module, dynamic=True)
 
         def predict(inputs: Tensors) -> Tensors:
-            rows = len(next(iter(inputs.values())))
+            rows = rows_of(inputs)
             try:
                 with torch.inference_mode():
                     outputs = MODEL.predict(module, {k: v.to(dev) for k, v in inputs.items()})

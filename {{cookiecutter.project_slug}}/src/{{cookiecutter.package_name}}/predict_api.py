@@ -37,7 +37,7 @@ def element_type(spec: TensorSpec, *, bounded: bool, whole_floats: bool = False)
     low, high = spec.limits()
     meta = msgspec.Meta(ge=low if math.isfinite(low) else None,
                         le=high if math.isfinite(high) else None)  # fmt: skip
-    if whole_floats and kind is int:
+    if whole_floats and spec.integer:
         return Annotated[int, meta] | Annotated[float, meta]
     return Annotated[kind, meta]
 
@@ -67,7 +67,7 @@ PredictRequest = request_type()
 REQUEST_DECODER = msgspec.json.Decoder(PredictRequest)
 # Integer inputs sent as whole floats (5.0): decoded again, more slowly, only when they come.
 WHOLE_FLOATS_DECODER = msgspec.json.Decoder(request_type(whole_floats=True))
-INTEGERS = any(not s.floating and s.datatype != "BOOL" for s in MODEL.inputs)
+INTEGERS = any(spec.integer for spec in MODEL.inputs)
 REQUEST_SCHEMA = msgspec.json.schema_components([PredictRequest])[1]["PredictRequest"]
 REQUEST_BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
@@ -112,7 +112,7 @@ def decode_request(body: bytes) -> tuple[Any, bool]:
 
 
 def to_tensor(spec: TensorSpec, values: list, whole_floats: bool) -> torch.Tensor:
-    if not whole_floats or spec.floating or spec.datatype == "BOOL":
+    if not (whole_floats and spec.integer):
         return torch.tensor(values, dtype=spec.dtype)
     as_floats = torch.tensor(values, dtype=torch.float64)
     if (as_floats != as_floats.round()).any():

@@ -83,6 +83,10 @@ class TensorSpec:
     def floating(self) -> bool:
         return self.dtype.is_floating_point
 
+    @property
+    def integer(self) -> bool:
+        return not self.floating and self.dtype != torch.bool
+
     def limits(self) -> tuple[float, float]:
         """The smallest and largest value an input may hold: low and high within the datatype's
         own limits (whole numbers for integer datatypes)."""

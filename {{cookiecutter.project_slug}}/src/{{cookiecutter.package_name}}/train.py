@@ -214,12 +214,13 @@ def _train(
     )
     val_loader = DataLoader(val_set, batch_size=512, **loader_args)
 
-    model_config = MODEL.config_type()
-    net = MODEL.build(model_config).to(dev)
     if init is not None:  # every rank loads the same weights
         net, model_config, _ = load_checkpoint(init, dev)
         net.train()
         info("starting from the weights in %s", init)
+    else:
+        model_config = MODEL.config_type()
+        net = MODEL.build(model_config).to(dev)
     state = read_resume_state(output, dev) if resume else None  # every rank reads rank 0's
     if state:
         net.load_state_dict(state["state_dict"])
