@@ -3,7 +3,7 @@ own test suite unchanged, both layers (service, Open Inference Protocol, contrac
 processes). The models (tests/seams/): a conv net over 1x8x8 images (another input name, rank and
 width, other outputs, another model name); two inputs of different datatypes (FP32 features,
 INT64 category ids with a declared range) with a regression head and FP16 and BF16 outputs;
-token ids of any length (-1, -1), batched length by length."""
+token ids of any length (-1, -1), batched length by length; raw text (BYTES in, BYTES out)."""
 
 import re
 import shutil
@@ -16,7 +16,7 @@ from template_testing.commands import sh
 from template_testing.project_venv import project_python
 
 SEAMS = Path(__file__).parent / "seams"
-MODELS = ["image_model.py", "two_input_model.py", "token_model.py"]
+MODELS = ["image_model.py", "two_input_model.py", "token_model.py", "text_model.py"]
 
 
 @pytest.mark.parametrize("model_file", MODELS)
@@ -44,6 +44,6 @@ def test_a_mistake_in_model_py_is_one_line_on_every_command(bake):
         assert done.returncode == 1, done.stderr
         assert re.fullmatch(
             r"\S+: error in model\.py: features: datatype 'FLOAT32' is not one of BOOL, UINT8, "
-            r"INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64\n",
+            r"INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES\n",
             done.stderr,
         ), done.stderr

@@ -4,6 +4,7 @@ declared there), and the service as its container runs it, `python -m
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -14,13 +15,15 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import tritonclient.http as triton
 from safetensors.torch import save_file
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.model import MODEL
-from {{ cookiecutter.package_name }}.seam import Tensors, TensorSpec
+from {{ cookiecutter.package_name }}.oip import bytes_binary, tensor_bytes
+from {{ cookiecutter.package_name }}.seam import Batch, Tensors, TensorSpec
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -106,10 +109,13 @@ def closed_by_server(sock: socket.socket, within_s: float) -> bool:
     return True
 
 
-def result_tensor(result: triton.InferResult, name: str) -> torch.Tensor:
+def result_tensor(result: triton.InferResult, name: str) -> Batch:
     """An output of tritonclient's answer as the tensor the model declares (BF16 arrives as
-    ml_dtypes.bfloat16 in binary, as floats in JSON: torch takes neither directly)."""
+    ml_dtypes.bfloat16 in binary, as floats in JSON: torch takes neither directly; BYTES as
+    an array of bytes objects)."""
     array, spec = result.as_numpy(name), MODEL.output(name)
+    if spec.is_bytes:
+        return [v if isinstance(v, bytes) else v.encode() for v in array.tolist()]
     if spec.datatype == "BF16":
         return torch.tensor(array.astype("float32")).to(torch.bfloat16)
     return torch.tensor(array)
@@ -119,10 +125,33 @@ def triton_inputs(inputs: Tensors, binary: bool) -> list[triton.InferInput]:
     """The inputs as tritonclient's InferInputs, in JSON or as binary tensors."""
     made = []
     for spec in MODEL.inputs:
-        tensor = inputs[spec.name]
-        made.append(triton.InferInput(spec.name, list(tensor.shape), spec.datatype))
-        made[-1].set_data_from_numpy(tensor.numpy(), binary_data=binary)
+        rows = inputs[spec.name]
+        made.append(triton.InferInput(spec.name, shape_of(rows), spec.datatype))
+        array = np.array(rows, dtype=np.object_) if spec.is_bytes else rows.numpy()
+        made[-1].set_data_from_numpy(array, binary_data=binary)
     return made
+
+
+def shape_of(rows: Batch) -> list[int]:
+    return [len(rows)] if isinstance(rows, list) else list(rows.shape)
+
+
+def raw_bytes(rows: Batch) -> bytes:
+    """An input's rows as the binary tensor extension carries them."""
+    return bytes_binary(rows) if isinstance(rows, list) else tensor_bytes(rows)
+
+
+def json_data(rows: Batch) -> list:
+    """An input's rows as an OIP JSON request's flat `data` (BYTES: strings)."""
+    return [v.decode() for v in rows] if isinstance(rows, list) else rows.flatten().tolist()
+
+
+def assert_same(got: Batch, expected: Batch) -> None:
+    """Outputs equal (BYTES) or close (floats to float32 precision)."""
+    if isinstance(expected, list):
+        assert got == expected
+    else:
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def sample_range(spec: TensorSpec) -> tuple[float, float]:
@@ -138,10 +167,16 @@ def sample_range(spec: TensorSpec) -> tuple[float, float]:
 
 def random_inputs(rows: int, seed: int = 0, length: int = 1) -> Tensors:
     """`rows` rows of every input, random but valid (within each input's range); a dimension of
-    any size past the batch (-1) is `length` long."""
+    any size past the batch (-1) is `length` long. BYTES: the model's example values, shuffled
+    by `seed`."""
     generator = torch.Generator().manual_seed(seed)
     inputs = {}
+    examples = MODEL.example_inputs(rows)
     for spec in MODEL.inputs:
+        if spec.is_bytes:
+            order = torch.randperm(rows, generator=generator).tolist()
+            inputs[spec.name] = [examples[spec.name][i] for i in order]
+            continue
         shape = [rows, *(dim if dim > 0 else length for dim in spec.shape[1:])]
         low, high = sample_range(spec)
         if spec.floating:
@@ -153,8 +188,20 @@ def random_inputs(rows: int, seed: int = 0, length: int = 1) -> Tensors:
 
 
 def predict_json(inputs: Tensors) -> dict:
-    """A /predict body."""
-    return {name: tensor.tolist() for name, tensor in inputs.items()}
+    """A /predict body (BYTES: text, or {"b64": ...} where not UTF-8)."""
+    return {name: predict_rows(rows) for name, rows in inputs.items()}
+
+
+def predict_rows(rows: Batch) -> list:
+    if not isinstance(rows, list):
+        return rows.tolist()
+    answer = []
+    for value in rows:
+        try:
+            answer.append(value.decode())
+        except UnicodeDecodeError:
+            answer.append({"b64": base64.b64encode(value).decode()})
+    return answer
 
 
 def predict_bytes(rows: int = 1, seed: int = 0) -> bytes:
@@ -172,15 +219,24 @@ def assert_answers(answer: dict, expected: Tensors) -> None:
     """A /predict answer holds the expected outputs (floats to float32 precision)."""
     assert set(answer) == {spec.name for spec in MODEL.outputs}
     for spec in MODEL.outputs:
-        got = torch.tensor(answer[spec.name], dtype=spec.dtype)
-        torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+        if spec.is_bytes:
+            assert answer[spec.name] == predict_rows(expected[spec.name])
+        else:
+            got = torch.tensor(answer[spec.name], dtype=spec.dtype)
+            torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+
+
+# The first input of numbers (not BYTES): where the tests send values that are not numbers.
+NUMERIC = next((s for s in MODEL.inputs if not s.is_bytes), None)
+# The first BYTES input: where the tests send values too long or not text.
+TEXT = next((s for s in MODEL.inputs if s.is_bytes), None)
 
 
 # The first input whose innermost dimension is fixed: a row one value short or long is refused.
 FIXED_WIDTH = next((s for s in MODEL.inputs if len(s.shape) > 1 and s.shape[-1] > 0), None)
 
 
-def one_row_body(spec: TensorSpec = MODEL.inputs[0]) -> tuple[dict, list]:
+def one_row_body(spec: TensorSpec = NUMERIC) -> tuple[dict, list]:
     """A one-row /predict body, and the first innermost list of `spec`'s input (to change)."""
     body = predict_json(random_inputs(1))
     leaf = body[spec.name]

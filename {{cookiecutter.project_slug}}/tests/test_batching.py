@@ -102,3 +102,18 @@ def test_requests_of_different_lengths_get_passes_of_their_own(max_rows):
     assert all(rows <= max_rows for rows, _ in passes)
     if max_rows == 1024:  # all were queued before the first pass: one pass per length
         assert sorted(passes) == [(2, 1), (2, 5), (4, 3)]
+
+
+def test_bytes_inputs_batch_as_lists():
+    """BYTES rows (lists of bytes) share passes whatever their lengths; each caller gets its own."""
+    passes: list[list[bytes]] = []
+
+    def lengths(inputs):
+        passes.append(inputs["text"])
+        return {"length": torch.tensor([len(text) for text in inputs["text"]])}
+
+    sent = [{"text": [b"a" * i, b"b" * (i + 1)]} for i in range(6)]
+    answers = serve(lengths, max_rows=1024, requests=sent)
+    for request, answer in zip(sent, answers, strict=True):
+        assert answer["length"].tolist() == [len(text) for text in request["text"]]
+    assert len(passes) < len(sent)  # some requests shared a pass

@@ -15,10 +15,20 @@ from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from {{ cookiecutter.package_name }}.model import MODEL
-from {{ cookiecutter.package_name }}.oip import tensor_bytes
+from {{ cookiecutter.package_name }}.oip import bytes_binary
 from {{ cookiecutter.package_name }}.service import create_app
 
-from serving import expected_outputs, random_inputs, raw_connection, result_tensor, triton_inputs
+from serving import (
+    assert_same,
+    expected_outputs,
+    json_data,
+    random_inputs,
+    raw_bytes,
+    raw_connection,
+    result_tensor,
+    shape_of,
+    triton_inputs,
+)
 
 INFER = f"/v2/models/{MODEL.name}/infer"
 
@@ -62,8 +72,7 @@ def test_infer_answers_what_the_model_answers(app_client, checkpoint, binary):
     assert result.get_response()["id"] == "req-7"
     expected = expected_outputs(checkpoint, inputs)
     for spec in MODEL.outputs:
-        got = result_tensor(result, spec.name)
-        torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+        assert_same(result_tensor(result, spec.name), expected[spec.name])
 
 
 def test_outputs_default_to_all_of_them_in_binary(app_client, checkpoint):
@@ -72,8 +81,7 @@ def test_outputs_default_to_all_of_them_in_binary(app_client, checkpoint):
     expected = expected_outputs(checkpoint, inputs)
     for output in result.get_response()["outputs"]:
         assert "binary_data_size" in output["parameters"]
-        got = result_tensor(result, output["name"])
-        torch.testing.assert_close(got, expected[output["name"]], rtol=1e-4, atol=1e-5)
+        assert_same(result_tensor(result, output["name"]), expected[output["name"]])
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +124,7 @@ def test_a_real_server_answers_tritonclient(client, checkpoint, binary):
     assert result.get_response()["id"] == "req-7"
     expected = expected_outputs(checkpoint, inputs)
     for spec in MODEL.outputs:
-        got = result_tensor(result, spec.name)
-        torch.testing.assert_close(got, expected[spec.name], rtol=1e-4, atol=1e-5)
+        assert_same(result_tensor(result, spec.name), expected[spec.name])
 
 
 @pytest.mark.slow
@@ -133,8 +140,9 @@ def test_an_unknown_model_or_version_is_refused(client):
 def test_the_wrong_datatype_is_refused(client):
     spec = MODEL.inputs[0]
     other = "FP64" if spec.datatype != "FP64" else "FP32"
-    wrong = triton.InferInput(spec.name, list(spec.example(1).shape), other)
-    wrong.set_data_from_numpy(spec.example(1).numpy().astype(other.replace("FP", "float")))
+    wrong = triton.InferInput(spec.name, [1, *ROW_SHAPE], other)
+    wrong.set_data_from_numpy(torch.zeros([1, *ROW_SHAPE], dtype=torch.float64).numpy()
+                              .astype(other.replace("FP", "float")))  # fmt: skip
     with pytest.raises(InferenceServerException, match=f"the model takes {spec.datatype}"):
         client.infer(MODEL.name, [wrong, *triton_inputs(random_inputs(1), True)[1:]])
 
@@ -154,24 +162,27 @@ def raw_infer(base: str, body: bytes, header_length: str | None = None, path: st
         conn.close()
 
 
-def binary_request(rows: int = 2, **changes) -> tuple[bytes, str]:
-    """A valid binary infer request (body, header length), with `changes` to its first input."""
+def binary_request(rows: int = 2, first_raw: bytes | None = None, **changes) -> tuple[bytes, str]:
+    """A valid binary infer request (body, header length), with `changes` to its first input
+    (and `first_raw` as its binary data)."""
     inputs = random_inputs(rows)
+    raws = [raw_bytes(inputs[spec.name]) for spec in MODEL.inputs]
+    if first_raw is not None:
+        raws[0] = first_raw
     header = {"inputs": [], "outputs": [{"name": s.name} for s in MODEL.outputs]}
-    for spec in MODEL.inputs:
-        raw = tensor_bytes(inputs[spec.name])
-        header["inputs"].append({"name": spec.name, "shape": list(inputs[spec.name].shape),
+    for spec, raw in zip(MODEL.inputs, raws, strict=True):
+        header["inputs"].append({"name": spec.name, "shape": shape_of(inputs[spec.name]),
                                  "datatype": spec.datatype,
                                  "parameters": {"binary_data_size": len(raw)}})  # fmt: skip
     header["inputs"][0].update(changes)
     text = json.dumps(header).encode()
-    return text + b"".join(tensor_bytes(inputs[s.name]) for s in MODEL.inputs), str(len(text))
+    return text + b"".join(raws), str(len(text))
 
 
 def json_request(data=None, **changes) -> bytes:
     inputs = random_inputs(2)
-    body = {"inputs": [{"name": s.name, "shape": list(inputs[s.name].shape),
-                        "datatype": s.datatype, "data": inputs[s.name].flatten().tolist()}
+    body = {"inputs": [{"name": s.name, "shape": shape_of(inputs[s.name]),
+                        "datatype": s.datatype, "data": json_data(inputs[s.name])}
                        for s in MODEL.inputs]}  # fmt: skip
     body["inputs"][0].update(changes)
     if data is not None:
@@ -179,21 +190,22 @@ def json_request(data=None, **changes) -> bytes:
     return json.dumps(body).encode()
 
 
-SPEC = MODEL.inputs[0]
-ROW_SHAPE = list(SPEC.example(1).shape[1:])
+SPEC = MODEL.inputs[0]  # the requests below change the first input
+ROW_SHAPE = [max(d, 1) for d in SPEC.shape[1:]]
 NAN = struct.pack("<f", float("nan")) * SPEC.row_elements()
+NOT_ITS_VALUES = [1, 2] if SPEC.is_bytes else ["a"] * 2 * SPEC.row_elements()  # two rows
 BAD_REQUESTS = {
     "not-json": (b"{not json", None),
     "not-a-request": (b'{"inputs": 3}', None),
     "no-inputs": (b"{}", None),
     "unknown-input": (json_request(name="no-such-input"), None),
     "missing-input": (b'{"inputs": []}', None),
-    "wrong-datatype": (json_request(datatype="BYTES"), None),
+    "wrong-datatype": (json_request(datatype="FP64" if SPEC.is_bytes else "BYTES"), None),
     "shape-vs-data": (json_request(shape=[3, *ROW_SHAPE]), None),
-    "wrong-rank": (json_request(shape=[2 * SPEC.row_elements()]), None),
+    "wrong-rank": (json_request(shape=[2, *ROW_SHAPE, 1]), None),
     "negative-shape": (json_request(shape=[-2, *ROW_SHAPE]), None),
     "too-many-rows": (json_request(shape=[1025, *ROW_SHAPE]), None),
-    "strings": (json_request(data=["a"] * 2 * SPEC.row_elements()), None),
+    "not-its-values": (json_request(data=NOT_ITS_VALUES), None),
     "nested-ragged": (json_request(data=[[1.0], [1.0, 2.0]]), None),
     "overflow": (json_request(data=[1e309] * 2 * SPEC.row_elements()), None),
     "unknown-output": (b'{"inputs": [], "outputs": [{"name": "nope"}]}', None),
@@ -205,6 +217,14 @@ BAD_REQUESTS = {
     "binary-bytes-left-over": (binary_request()[0] + b"\0" * 4, binary_request()[1]),
     "binary-bytes-missing": (binary_request()[0][:-4], binary_request()[1]),
 }
+if SPEC.is_bytes:  # length prefixes that do not add up; a value past its max_bytes
+    BAD_REQUESTS.update({
+        "bytes-length-past-the-data": binary_request(1, (100).to_bytes(4, "little") + b"abc"),
+        "bytes-length-cut-short": binary_request(1, b"\x01\x00"),
+        "bytes-more-values-than-rows": binary_request(1, bytes_binary([b"a", b"b"])),
+        "bytes-too-long": binary_request(1, bytes_binary([b"x" * (SPEC.max_value_bytes() + 1)])),
+        "bytes-not-strings-in-json": (json_request(data=[["a"], ["b"]]), None),
+    })  # fmt: skip
 if SPEC.datatype == "FP32":
     body, length = binary_request(rows=1)
     BAD_REQUESTS["binary-nan"] = (
@@ -247,8 +267,9 @@ def test_an_unknown_model_is_404_in_the_protocol(app_client):
 
 @pytest.mark.slow
 def test_a_body_past_the_limit_is_413_before_it_is_read(live_url):
-    with raw_connection(live_url) as sock:  # declares 2 MB, sends 1 kB: refused before the rest
-        head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\ncontent-length: {2 << 20}\r\n\r\n"
+    with raw_connection(live_url) as sock:  # declares too much, sends 1 kB: refused at once
+        too_long = MODEL.max_body_bytes() + 1
+        head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\ncontent-length: {too_long}\r\n\r\n"
         sock.sendall(head.encode() + b" " * 1024)
         reply = b"".join(iter(lambda: sock.recv(65536), b"")).decode()  # it closes: read to the end
     assert reply.startswith("HTTP/1.1 413") and json.loads(reply.split("\r\n\r\n", 1)[1])["error"]

@@ -1,6 +1,7 @@
 """What an input may hold and how much a request may carry, from the declared tensors alone
 (whatever model.py declares)."""
 
+import base64
 import json
 
 import msgspec
@@ -56,8 +57,21 @@ def test_without_a_range_the_datatype_is_the_limit():
         lambda: TensorSpec("x", "BOOL", (-1,), high=1),
         lambda: TensorSpec("x", "FP32", (4,)),
         lambda: TensorSpec("x", "STRING", (-1,)),
+        lambda: TensorSpec("x", "BYTES", (-1, 2)),
+        lambda: TensorSpec("x", "BYTES", (-1,), max_bytes=0),
+        lambda: TensorSpec("x", "BYTES", (-1,), high=9),
+        lambda: TensorSpec("x", "UINT8", (-1,), max_bytes=9),
     ],
-    ids=["low-above-high", "bool-range", "no-batch", "datatype"],
+    ids=[
+        "low-above-high",
+        "bool-range",
+        "no-batch",
+        "datatype",
+        "bytes-shape",
+        "bytes-empty",
+        "bytes-range",
+        "max-bytes-on-numbers",
+    ],
 )
 def test_a_spec_that_cannot_be_is_refused_naming_the_input(spec):
     with pytest.raises(ValueError, match=r"^x: "):
@@ -76,6 +90,27 @@ class TabularSeam(ModelSeam):
     inputs = (TensorSpec("features", "FP32", (-1, 4)), TensorSpec("category", "INT64", (-1,)))
 
 
+class TextSeam(ModelSeam):
+    inputs = (TensorSpec("text", "BYTES", (-1,), max_bytes=1 << 20),)
+
+
+def test_bytes_values_are_checked_against_max_bytes():
+    spec = TensorSpec("text", "BYTES", (-1,), max_bytes=4)
+    assert spec.value_problem([b"", b"four"]) is None
+    assert spec.value_problem([b"five!"]) == "text holds a value of 5 bytes, past its max_bytes 4"
+    assert TensorSpec("text", "BYTES", (-1,)).max_value_bytes() == 64 << 10
+
+
+def test_bytes_in_predict_are_text_or_base64():
+    spec = TensorSpec("blob", "BYTES", (-1,), max_bytes=8)
+    decoder = msgspec.json.Decoder(list[element_type(spec, bounded=True)])
+    values = decoder.decode(b'["caf\\u00e9", {"b64": "AP8="}]')
+    assert to_tensor(spec, values, whole_floats=False) == ["café".encode(), b"\x00\xff"]
+    for refused in (b'[{"b64": "AP8"}]', b'["123456789"]', b'[{"b64": "", "x": 1}]', b"[1]"):
+        with pytest.raises(msgspec.ValidationError):
+            decoder.decode(refused)
+
+
 def filled(shape: list[int], value):
     return [filled(shape[1:], value) for _ in range(shape[0])] if shape else value
 
@@ -84,15 +119,20 @@ def longest_value(spec: TensorSpec):
     return -1.2345678901234567e-300 if spec.floating else int(spec.limits()[0])
 
 
+def longest_row(spec: TensorSpec):
+    if spec.is_bytes:  # base64 of its longest value
+        return {"b64": base64.b64encode(b"\xff" * spec.max_value_bytes()).decode()}
+    return filled([1, *(max(d, 1) for d in spec.shape[1:])], longest_value(spec))
+
+
 def json_row_bytes(seam: ModelSeam) -> int:
     """One row of a JSON request whose values are as long as they get (a request of n rows is
     about n times as long)."""
-    row = {s.name: filled(list(s.example(1).shape), longest_value(s)) for s in seam.inputs}
-    return len(json.dumps(row))
+    return len(json.dumps({s.name: longest_row(s) for s in seam.inputs}))
 
 
 SEAMS = {"fp32-image": (ImageSeam(), 13), "uint8-image": (PixelSeam(), 55),
-         "tabular": (TabularSeam(), 1024)}  # fmt: skip
+         "tabular": (TabularSeam(), 1024), "text-1MiB": (TextSeam(), 7)}  # fmt: skip
 
 
 @pytest.mark.parametrize(("seam", "rows"), SEAMS.values(), ids=SEAMS)

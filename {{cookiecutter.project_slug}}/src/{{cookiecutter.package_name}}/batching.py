@@ -1,9 +1,9 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
-Requests queue their rows (named tensors, batch first); one worker takes whatever is queued (up
-to `max_rows` rows), waits at most `max_wait_s` for more when the queue runs dry while other
-requests are still on their way (`in_flight()` counts them), runs the batch in the inference
-thread, and hands each caller exactly its own rows back. Under load batches fill while the
+Requests queue their rows (named tensors, batch first; BYTES: lists); one worker takes whatever
+is queued (up to `max_rows` rows), waits at most `max_wait_s` for more when the queue runs dry
+while other requests are still on their way (`in_flight()` counts them), runs the batch in the
+inference thread, and hands each caller exactly its own rows back. Under load batches fill while the
 previous one runs; a request alone does not wait at all.
 
 Only requests of the same shape past the batch dimension share a pass (a model with a -1
@@ -32,12 +32,21 @@ def rows_of(tensors: Tensors) -> int:
 
 
 def row_shapes(tensors: Tensors) -> tuple:
-    """What must match for requests to share a pass: each input's shape past the batch."""
-    return tuple((name, tensor.shape[1:]) for name, tensor in tensors.items())
+    """What must match for requests to share a pass: each input's shape past the batch (a BYTES
+    input, a list, has none: any values batch together)."""
+    return tuple(
+        (name, () if isinstance(rows, list) else rows.shape[1:]) for name, rows in tensors.items()
+    )
 
 
 def concat(parts: list[Tensors]) -> Tensors:
-    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+    """The parts' rows in order: tensors concatenated, BYTES lists joined."""
+    return {
+        name: [v for part in parts for v in part[name]]
+        if isinstance(parts[0][name], list)
+        else torch.cat([part[name] for part in parts])
+        for name in parts[0]
+    }
 
 
 def slice_rows(tensors: Tensors, start: int, stop: int) -> Tensors:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .model import MODEL
+from .seam import to_device
 
 CHECKPOINT_FORMAT = 1  # bump when the layout below changes; loading checks it
 
@@ -204,7 +205,7 @@ def load_for_serving(path: str | os.PathLike[str], device: str | torch.device = 
     seam's inputs with the seam's outputs (a model trained for another width, say)."""
     module, _, _ = load_checkpoint(path, device)
     rows = 2
-    inputs = {name: t.to(device) for name, t in MODEL.example_inputs(rows).items()}
+    inputs = to_device(MODEL.example_inputs(rows), device)
     try:
         with torch.inference_mode():
             problem = MODEL.check_outputs(MODEL.predict(module, inputs), rows)

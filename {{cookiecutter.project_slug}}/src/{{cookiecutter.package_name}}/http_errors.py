@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +29,24 @@ RETRY_AFTER_S = "1"
 # Statuses after which the request body may still be on its way: the connection is closed.
 CLOSE = {"Connection": "close"}
 OIP_PREFIX = "/v2"
+
+
+def inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """A JSON schema with its references replaced by what they name (request types do not
+    refer to themselves), so that it can sit in the OpenAPI document as it is."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return inlined(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
+        return {key: inlined(value, definitions) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [inlined(item, definitions) for item in schema]
+    return schema
+
+
+def request_schema(struct: type) -> dict[str, Any]:
+    """A msgspec type's JSON schema, whole, for the OpenAPI document's request bodies."""
+    (schema,), definitions = msgspec.json.schema_components([struct])
+    return inlined(schema, definitions)
 
 
 class ErrorItem(BaseModel):

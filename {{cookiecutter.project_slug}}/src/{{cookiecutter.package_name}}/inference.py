@@ -22,7 +22,7 @@ from .gpu import Accelerator
 from .http_errors import CLOSE, RETRY_AFTER_S, ModelFailed, read_body
 from .metrics import MODEL_LABELS, Metrics
 from .model import MODEL
-from .seam import Tensors
+from .seam import Tensors, to_device
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ async def off_the_loop(size: int, function, *args):
 
 def output_bytes(outputs: Tensors) -> int:
     """About what the outputs take written out (JSON numbers: a few bytes each)."""
-    return sum(t.numel() for t in outputs.values()) * 8
+    return sum(
+        sum(map(len, rows)) if isinstance(rows, list) else rows.numel() * 8
+        for rows in outputs.values()
+    )
 
 
 def check_compiler(settings: Settings) -> None:
@@ -95,8 +98,8 @@ class Inference:
             rows = rows_of(inputs)
             try:
                 with torch.inference_mode():
-                    outputs = MODEL.predict(module, {k: v.to(dev) for k, v in inputs.items()})
-                outputs = {name: tensor.cpu() for name, tensor in outputs.items()}
+                    outputs = MODEL.predict(module, to_device(inputs, dev))
+                outputs = to_device(outputs, torch.device("cpu"))
             except Exception as error:
                 log.exception("predict() failed on a pass of %d rows", rows)
                 raise ModelFailed(f"the model failed: {type(error).__name__}") from error

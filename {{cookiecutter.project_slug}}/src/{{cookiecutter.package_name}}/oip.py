@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from . import __version__
-from .http_errors import OipError
+from .http_errors import OipError, request_schema
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import Tensors, TensorSpec
@@ -62,24 +62,12 @@ class InferRequest(msgspec.Struct):
 DECODER = msgspec.json.Decoder(InferRequest)
 
 
-def inlined(schema: Any, definitions: dict[str, Any]) -> Any:
-    """A JSON schema with its references replaced by what they name (the types above do not
-    refer to themselves), so that it can sit in the OpenAPI document as it is."""
-    if isinstance(schema, dict):
-        if "$ref" in schema:
-            return inlined(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
-        return {key: inlined(value, definitions) for key, value in schema.items()}
-    if isinstance(schema, list):
-        return [inlined(item, definitions) for item in schema]
-    return schema
-
-
 INFER_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
-                "schema": inlined(*msgspec.json.schema_components([InferRequest])),
+                "schema": request_schema(InferRequest),
             }
         },
     }
@@ -170,6 +158,32 @@ def from_binary(spec: TensorSpec, shape: list[int], raw: memoryview) -> torch.Te
     return torch.frombuffer(bytearray(raw), dtype=spec.dtype).reshape(shape)
 
 
+def bytes_from_binary(spec: TensorSpec, shape: list[int], raw: memoryview) -> list[bytes]:
+    """BYTES values as the binary extension sends them: each a 4-byte little-endian length,
+    then that many bytes."""
+    values, at = [], 0
+    while at < raw.nbytes:
+        if at + 4 > raw.nbytes:
+            raise Problem(f"input {spec.name!r}: a BYTES length cut short at byte {at}")
+        length = int.from_bytes(raw[at : at + 4], "little")
+        if at + 4 + length > raw.nbytes:
+            raise Problem(f"input {spec.name!r}: a value of {length} bytes runs past the data")
+        values.append(bytes(raw[at + 4 : at + 4 + length]))
+        at += 4 + length
+    if len(values) != math.prod(shape):
+        raise Problem(f"input {spec.name!r}: {len(values)} values for shape {shape}")
+    return values
+
+
+def bytes_from_json(spec: TensorSpec, shape: list[int], data: list[Any]) -> list[bytes]:
+    """BYTES values in JSON: one string per value (UTF-8)."""
+    if len(data) != math.prod(shape) or not all(type(value) is str for value in data):
+        raise Problem(
+            f"input {spec.name!r}: data must be {math.prod(shape)} strings for shape {shape}"
+        )
+    return [value.encode() for value in data]
+
+
 def from_json(spec: TensorSpec, shape: list[int], data: list[Any]) -> torch.Tensor:
     try:
         tensor = torch.tensor(data, dtype=spec.dtype)
@@ -203,8 +217,12 @@ def decode_input(item: InferInput, binary: memoryview, offset: int) -> tuple[tor
     if size is None:
         if item.data is None:
             raise Problem(f"input {spec.name!r} has neither data nor binary_data_size")
-        return from_json(spec, item.shape, item.data), offset
-    needed = math.prod(item.shape) * spec.dtype.itemsize
+        decode = bytes_from_json if spec.is_bytes else from_json
+        return decode(spec, item.shape, item.data), offset
+    if spec.is_bytes:  # lengths vary: the values' prefixes must add up to the size
+        needed = size if type(size) is int and size >= 0 else "a byte count"
+    else:
+        needed = math.prod(item.shape) * spec.dtype.itemsize
     if item.data is not None or type(size) is not int or size != needed:
         raise Problem(
             f"input {spec.name!r}: binary_data_size must be {needed} (shape {item.shape}, "
@@ -212,7 +230,8 @@ def decode_input(item: InferInput, binary: memoryview, offset: int) -> tuple[tor
         )
     if offset + size > len(binary):
         raise Problem(f"input {spec.name!r}: binary data past the end of the body")
-    return from_binary(spec, item.shape, binary[offset : offset + size]), offset + size
+    decode = bytes_from_binary if spec.is_bytes else from_binary
+    return decode(spec, item.shape, binary[offset : offset + size]), offset + size
 
 
 def checked_input(item: InferInput, binary: memoryview, offset: int) -> tuple[torch.Tensor, int]:
@@ -278,18 +297,33 @@ def tensor_bytes(tensor: torch.Tensor) -> bytes:
     return ctypes.string_at(tensor.data_ptr(), tensor.numel() * tensor.element_size())
 
 
+def bytes_binary(values: list[bytes]) -> bytes:
+    """BYTES values in the binary extension: each a 4-byte little-endian length, then itself."""
+    return b"".join(len(value).to_bytes(4, "little") + value for value in values)
+
+
+def bytes_json(spec: TensorSpec, values: list[bytes]) -> list[str]:
+    """BYTES values as JSON strings: UTF-8 text only (other bytes go in binary)."""
+    try:
+        return [value.decode() for value in values]
+    except UnicodeDecodeError:
+        raise Problem(
+            f"output {spec.name!r} is not UTF-8 text: ask for it with binary_data"
+        ) from None
+
+
 def encode_infer(parsed: ParsedInfer, outputs: Tensors) -> tuple[bytes, int | None]:
     """The response body and, when it carries binary data, the length of its JSON header."""
     entries, blobs = [], []
     for spec, binary in parsed.outputs:
         tensor = outputs[spec.name]
-        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
-                                 "shape": list(tensor.shape)}  # fmt: skip
+        shape = [len(tensor)] if spec.is_bytes else list(tensor.shape)
+        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": shape}
         if binary:
-            blobs.append(tensor_bytes(tensor))
+            blobs.append(bytes_binary(tensor) if spec.is_bytes else tensor_bytes(tensor))
             entry["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
-            entry["data"] = tensor.flatten().tolist()
+            entry["data"] = bytes_json(spec, tensor) if spec.is_bytes else tensor.flatten().tolist()
         entries.append(entry)
     answer: dict[str, Any] = {"model_name": MODEL.name, "model_version": MODEL.version}
     if parsed.id is not None:
@@ -379,9 +413,12 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
             except Problem as problem:
                 raise HTTPException(400, str(problem)) from None
             outputs = await batcher(parsed.inputs)
-        content, json_length = await off_the_loop(
-            output_bytes(outputs), encode_infer, parsed, outputs
-        )
+        try:
+            content, json_length = await off_the_loop(
+                output_bytes(outputs), encode_infer, parsed, outputs
+            )
+        except Problem as problem:  # BYTES that JSON cannot carry
+            raise HTTPException(400, str(problem)) from None
         if json_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream",

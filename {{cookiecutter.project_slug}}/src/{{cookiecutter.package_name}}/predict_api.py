@@ -9,6 +9,7 @@ request schema.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import re
 from typing import Annotated, Any
@@ -16,19 +17,40 @@ from typing import Annotated, Any
 import msgspec
 import torch
 from fastapi import FastAPI, Request, Response
-from pydantic import create_model
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
 
 from .batching import concat, row_shapes
-from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed
+from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed, request_schema
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
-from .seam import Tensors, TensorSpec
+from .seam import Batch, Tensors, TensorSpec
+
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def bytes_type(spec: TensorSpec) -> Any:
+    """A BYTES value: a string (UTF-8 text; at most max_bytes characters, and bytes) or
+    {"b64": "<base64>"} for other bytes (TF Serving's and KServe v1's form)."""
+    most = spec.max_value_bytes()
+    base64_value = msgspec.defstruct(
+        f"{spec.name}_base64",
+        [("b64", Annotated[str, msgspec.Meta(pattern=BASE64, max_length=4 * math.ceil(most / 3))])],
+        forbid_unknown_fields=True,
+    )
+    return Annotated[str, msgspec.Meta(max_length=most)] | base64_value
+
+
+class Base64Answer(BaseModel):
+    b64: str = Field(description="base64 of a BYTES value that is not UTF-8 text")
 
 
 def element_type(spec: TensorSpec, *, bounded: bool, whole_floats: bool = False) -> Any:
     """One value's type; with `whole_floats`, an integer input also takes JSON floats (5.0 is an
-    integer to JSON Schema; parse_request refuses 5.5)."""
+    integer to JSON Schema; parse_request refuses 5.5). BYTES: a string (UTF-8 text) or
+    {"b64": ...}."""
+    if spec.is_bytes:
+        return bytes_type(spec) if bounded else str | Base64Answer
     if spec.datatype == "BOOL":
         return bool
     kind = float if spec.floating else int
@@ -68,7 +90,7 @@ REQUEST_DECODER = msgspec.json.Decoder(PredictRequest)
 # Integer inputs sent as whole floats (5.0): decoded again, more slowly, only when they come.
 WHOLE_FLOATS_DECODER = msgspec.json.Decoder(request_type(whole_floats=True))
 INTEGERS = any(spec.integer for spec in MODEL.inputs)
-REQUEST_SCHEMA = msgspec.json.schema_components([PredictRequest])[1]["PredictRequest"]
+REQUEST_SCHEMA = request_schema(PredictRequest)
 REQUEST_BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
 }
@@ -111,7 +133,9 @@ def decode_request(body: bytes) -> tuple[Any, bool]:
         raise ValidationFailed([error_item(error)]) from None
 
 
-def to_tensor(spec: TensorSpec, values: list, whole_floats: bool) -> torch.Tensor:
+def to_tensor(spec: TensorSpec, values: list, whole_floats: bool) -> Batch:
+    if spec.is_bytes:
+        return [v.encode() if isinstance(v, str) else base64.b64decode(v.b64) for v in values]
     if not (whole_floats and spec.integer):
         return torch.tensor(values, dtype=spec.dtype)
     as_floats = torch.tensor(values, dtype=torch.float64)
@@ -156,11 +180,24 @@ def rows_by_shape(values: dict[str, list], whole_floats: bool) -> list[Tensors]:
     return [concat(rows) for rows in parts]
 
 
+def json_rows(rows: Batch) -> list:
+    """An output's rows as JSON values (BYTES: text, or {"b64": ...} where not UTF-8)."""
+    if not isinstance(rows, list):
+        return rows.tolist()
+    answer = []
+    for value in rows:
+        try:
+            answer.append(value.decode())
+        except UnicodeDecodeError:
+            answer.append({"b64": base64.b64encode(value).decode()})
+    return answer
+
+
 def encode_answer(outputs: list[Tensors]) -> bytes:
     """The answer as JSON, the parts' rows in order (in a worker thread: 1024 rows take a while
     to write)."""
     return msgspec.json.encode(
-        {s.name: [row for part in outputs for row in part[s.name].tolist()] for s in MODEL.outputs}
+        {s.name: [v for part in outputs for v in json_rows(part[s.name])] for s in MODEL.outputs}
     )
 
 
@@ -172,7 +209,8 @@ def add_predict_route(app: FastAPI, inference: Inference) -> None:
         openapi_extra=REQUEST_BODY,
         description="Every input has the same number of rows (422: every input must have the "
         "same number of rows); rows of a dimension of any size may differ in length between "
-        "rows, not inside one (422: row N is ragged inside).",
+        "rows, not inside one (422: row N is ragged inside). A BYTES value is a string (sent "
+        'as UTF-8) or {"b64": base64} for other bytes, at most its max_bytes long (422).',
     )
     async def predict(request: Request) -> Response:
         inference.ready_batcher()

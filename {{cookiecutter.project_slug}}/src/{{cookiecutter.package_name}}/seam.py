@@ -2,8 +2,9 @@
 
 A model's inputs and outputs are named tensors with a datatype (the Open Inference Protocol's
 names: FP32, INT64, ...) and a shape whose first dimension is the batch (-1); a -1 elsewhere is
-a dimension of any size. The service's request schemas, both protocols, the batcher, the
-readiness warm-up, the tests and training read them from here.
+a dimension of any size. BYTES (text, encoded images) is one value per row, shape (-1,): a batch
+of it is a Python list of `bytes`, not a tensor. The service's request schemas, both protocols,
+the batcher, the readiness warm-up, the tests and training read them from here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ DATATYPES: dict[str, torch.dtype] = {
     "FP64": torch.float64,
 }
 
-Tensors = dict[str, torch.Tensor]
+BYTES = "BYTES"  # strings and blobs: a batch is a list of bytes (OIP: length-prefixed in binary)
+DATATYPE_NAMES = (*DATATYPES, BYTES)
+DEFAULT_MAX_BYTES = 64 << 10  # the longest BYTES value, unless an input declares max_bytes
+
+Batch = torch.Tensor | list[bytes]  # one input's or output's rows: a list for BYTES
+Tensors = dict[str, Batch]
+
+
+def to_device(tensors: Mapping[str, Batch], device: torch.device) -> Tensors:
+    """Tensors moved to `device`; BYTES lists stay as they are."""
+    return {k: v if isinstance(v, list) else v.to(device) for k, v in tensors.items()}
 
 
 class SeamError(ValueError):
@@ -43,7 +54,10 @@ LEAST_BODY_BYTES = 1 << 20  # the derived body limit is never smaller
 
 
 def json_value_chars(spec: TensorSpec) -> int:
-    """The most characters one value takes in a JSON request, with its separator and a space."""
+    """The most characters one value takes in a JSON request, with its separator and a space
+    (BYTES: twice its bytes, room for base64 and some escapes)."""
+    if spec.is_bytes:
+        return 2 * spec.max_value_bytes() + 8
     if spec.dtype == torch.bool:
         return len("false, ")
     if spec.floating:
@@ -55,29 +69,50 @@ def json_value_chars(spec: TensorSpec) -> int:
 class TensorSpec:
     """One input or output: its name, OIP datatype, shape ((-1, ...): batch first) and, for
     inputs, the smallest and largest value it may hold, inclusive (None: the datatype's limit;
-    any finite value for floats). Category ids for an embedding of 100: low=0, high=99."""
+    any finite value for floats). Category ids for an embedding of 100: low=0, high=99.
+    A BYTES input may declare max_bytes, its longest value (DEFAULT_MAX_BYTES otherwise)."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
     low: float | None = None
     high: float | None = None
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.datatype not in DATATYPES:
-            known = ", ".join(DATATYPES)
+        if self.datatype not in DATATYPE_NAMES:
+            known = ", ".join(DATATYPE_NAMES)
             raise SeamError(f"{self.name}: datatype {self.datatype!r} is not one of {known}")
         if not self.shape or self.shape[0] != -1:
             raise SeamError(f"{self.name}: the first dimension is the batch, -1")
-        if self.datatype == "BOOL" and (self.low, self.high) != (None, None):
-            raise SeamError(f"{self.name}: a BOOL input has no range (low, high)")
+        if self.datatype in ("BOOL", BYTES) and (self.low, self.high) != (None, None):
+            raise SeamError(f"{self.name}: a {self.datatype} input has no range (low, high)")
+        if self.is_bytes:
+            self.check_bytes()
+        elif self.max_bytes is not None:
+            raise SeamError(f"{self.name}: max_bytes is for BYTES inputs only")
         low, high = self.limits()
         if low > high:
             raise SeamError(f"{self.name}: low {self.low} is above high {self.high}")
 
+    def check_bytes(self) -> None:
+        if tuple(self.shape) != (-1,):
+            raise SeamError(f"{self.name}: a BYTES tensor has shape (-1,): one value per row")
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise SeamError(f"{self.name}: max_bytes is at least 1")
+
+    @property
+    def is_bytes(self) -> bool:
+        return self.datatype == BYTES
+
     @property
     def dtype(self) -> torch.dtype:
-        return DATATYPES[self.datatype]
+        """The torch dtype (BYTES, a list of bytes, has none: uint8 stands for its bytes)."""
+        return torch.uint8 if self.is_bytes else DATATYPES[self.datatype]
+
+    def max_value_bytes(self) -> int:
+        """The longest BYTES value this input takes."""
+        return self.max_bytes or DEFAULT_MAX_BYTES
 
     @property
     def floating(self) -> bool:
@@ -85,11 +120,11 @@ class TensorSpec:
 
     @property
     def integer(self) -> bool:
-        return not self.floating and self.dtype != torch.bool
+        return not self.floating and self.datatype not in ("BOOL", BYTES)
 
     def limits(self) -> tuple[float, float]:
         """The smallest and largest value an input may hold: low and high within the datatype's
-        own limits (whole numbers for integer datatypes)."""
+        own limits (whole numbers for integer datatypes; BYTES: a byte's)."""
         if self.dtype == torch.bool:
             return 0, 1
         if self.floating:
@@ -119,8 +154,13 @@ class TensorSpec:
             return f"{self.name} has shape {list(shape)}: no dimension past the batch may be 0"
         return None
 
-    def value_problem(self, tensor: torch.Tensor) -> str | None:
+    def value_problem(self, tensor: Batch) -> str | None:
         """Why these values cannot be given to the model (None: they can)."""
+        if self.is_bytes:
+            longest, most = max(map(len, tensor), default=0), self.max_value_bytes()
+            if longest > most:
+                return f"{self.name} holds a value of {longest} bytes, past its max_bytes {most}"
+            return None
         if self.floating and not torch.isfinite(tensor).all():
             return f"{self.name} holds a value that is not finite"
         if not tensor.numel() or self.dtype == torch.bool:
@@ -132,12 +172,20 @@ class TensorSpec:
             return f"{self.name} holds a value above its high, {high:g}"
         return None
 
-    def example(self, rows: int) -> torch.Tensor:
-        """A valid tensor of `rows` rows (zeros; a -1 dimension of size 1)."""
+    def example(self, rows: int) -> Batch:
+        """`rows` rows of zeros (a -1 dimension of size 1; BYTES: empty values)."""
+        if self.is_bytes:
+            return [b""] * rows
         return torch.zeros([rows, *(max(d, 1) for d in self.shape[1:])], dtype=self.dtype)
 
     def row_elements(self) -> int:
         return math.prod(max(d, 1) for d in self.shape[1:])
+
+    def row_bytes(self) -> int:
+        """The most bytes one row takes in a tensor (BYTES: its longest value and its length)."""
+        if self.is_bytes:
+            return self.max_value_bytes() + 4
+        return self.row_elements() * self.dtype.itemsize
 
 
 class ModelSeam:
@@ -192,7 +240,7 @@ class ModelSeam:
         """Rows one request may carry: MOST_ROWS, fewer where a row is large (a request's input
         tensors at most REQUEST_TENSOR_BYTES; a -1 past the batch counts as 1). Override it
         here to allow more or fewer."""
-        row = sum(spec.row_elements() * spec.dtype.itemsize for spec in self.inputs)
+        row = sum(spec.row_bytes() for spec in self.inputs)
         return max(1, min(MOST_ROWS, REQUEST_TENSOR_BYTES // max(row, 1)))
 
     def max_body_bytes(self) -> int:
@@ -201,18 +249,21 @@ class ModelSeam:
         row = sum(spec.row_elements() * (json_value_chars(spec) + 2) for spec in self.inputs)
         return max(LEAST_BODY_BYTES, self.max_rows() * row + (64 << 10))
 
-    def named_inputs(self, inputs: torch.Tensor | Mapping[str, torch.Tensor]) -> Tensors:
+    def named_inputs(self, inputs: Batch | Mapping[str, Batch]) -> Tensors:
         """A dataset's inputs as named tensors (a bare tensor is the one declared input)."""
-        if isinstance(inputs, torch.Tensor):
+        if not isinstance(inputs, Mapping):
             if len(self.inputs) != 1:
                 raise SeamError(
                     f"dataset() gave one tensor; the model declares {len(self.inputs)} inputs: "
                     "give a dict of them by name"
                 )
-            return {self.inputs[0].name: inputs}
-        return dict(inputs)
+            inputs = {self.inputs[0].name: inputs}
+        # A DataLoader batches bytes as a list (from dicts) or a tuple (from tuples).
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()}
 
     def example_inputs(self, rows: int = 1) -> Tensors:
+        """Valid inputs of `rows` rows: the warm-up's and the tests'. Zeros and empty BYTES by
+        default; override where those are not valid (text, encoded images)."""
         return {spec.name: spec.example(rows) for spec in self.inputs}
 
     def input(self, name: str) -> TensorSpec | None:
@@ -227,6 +278,14 @@ class ModelSeam:
             tensor = outputs.get(spec.name)
             if tensor is None:
                 return f"predict() gave no {spec.name!r}"
+            if spec.is_bytes:
+                if not isinstance(tensor, list) or not all(isinstance(v, bytes) for v in tensor):
+                    return f"predict() gave {spec.name!r} not as a list of bytes (BYTES)"
+                if len(tensor) != rows:
+                    return f"predict() gave {len(tensor)} rows of {spec.name!r} for {rows}"
+                continue
+            if not isinstance(tensor, torch.Tensor):
+                return f"predict() gave {spec.name!r} as {type(tensor).__name__}, not a tensor"
             if tensor.dtype != spec.dtype:
                 return f"predict() gave {spec.name!r} as {tensor.dtype}, declared {spec.datatype}"
             if problem := spec.shape_problem(tensor.shape):

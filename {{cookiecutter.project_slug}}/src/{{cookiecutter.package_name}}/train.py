@@ -26,6 +26,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .model import MODEL
+from .seam import to_device
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def run_model(model: nn.Module, inputs, device: torch.device):
     """The module's answer to a batch of the dataset's inputs, through the seam's forward (the
     pre-processing serving uses too)."""
     named = MODEL.named_inputs(inputs)
-    return MODEL.forward(model, {name: t.to(device) for name, t in named.items()})
+    return MODEL.forward(model, to_device(named, device))
 
 
 @torch.inference_mode()
