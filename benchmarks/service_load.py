@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import struct
@@ -225,11 +226,12 @@ def refuse_100_mb(server: Server) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def trained_cpu_service(
-    name: str, compiled: bool = False
-) -> Iterator[tuple[str, str, list[float], str, str | None]]:
-    """The CPU runtime image of a fresh bake with a trained checkpoint in a volume: (image,
-    volume, a row the model takes, this host's network in words, the runtime-compile image when
-    `compiled`); removed afterwards."""
+    name: str, compiled: bool = False, model: Path | None = None, train_args=("--epochs", "3")
+) -> Iterator[tuple[str, str, list[float] | None, str, str | None]]:
+    """The CPU runtime image of a fresh bake (its model.py replaced by `model`, if given) with a
+    checkpoint trained by `train_args` in a volume: (image, volume, a row the example model
+    takes (None for another model), this host's network in words, the runtime-compile image
+    when `compiled`); removed afterwards."""
     host = ImageHost.start()
     answers = {"project_name": f"Bench {name}", "python_version": "3.11",
                "torch_version": "2.13.0", "accelerator": "cpu"}  # fmt: skip
@@ -239,13 +241,15 @@ def trained_cpu_service(
     volume = f"bench-{name.lower()}-artifacts"
     with tempfile.TemporaryDirectory() as tmp:
         project = host.bake(Path(tmp), plan, **answers)
+        if model:
+            shutil.copyfile(model, project.path / "src" / project.package / "model.py")
         image = project.build("runtime", f"bench-{name.lower()}")
         compiled_image = (
             project.build("runtime-compile", f"bench-{name.lower()}-compile") if compiled else None
         )
-        row = project.class_centers(image)[0]  # the model's width, from the model
+        row = None if model else project.class_centers(image)[0]  # the example model's width
     try:
-        train_into(image, volume, "--epochs", "3")
+        train_into(image, volume, *train_args)
         yield image, volume, row, host.network.describe(), compiled_image
     finally:
         sh(docker(), "volume", "rm", "-f", volume)
@@ -366,6 +370,9 @@ def table(r: dict, smoke: bool) -> str:
         f"image (torch 2.13.0, Python 3.11), default settings, one server process, "
         f"{os.cpu_count()} cores ({platform.machine()}) shared by server and clients. "
         f"{r['network']}.",
+        "",
+        "This is the example model (4 features in a row); an image model the size people serve "
+        "(ResNet-18, 3x224x224 pixels) has its own table: `docs/image-model-benchmarks.md`.",
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",

@@ -176,8 +176,15 @@ UNSUPPORTED = [
 # offline fallback too (arm64 there: PyPI's aarch64 wheels, the CPU build only up to 2.10.0, so
 # no arm64 cpu+cuda). uv builds: CUDA, cpu+cuda (both builds), CPU on amd64 and arm64.
 BUILDS = [
-    # compiled: also build the runtime-compile target and serve through torch.compile.
-    {"torch_version": "2.13.0", "python_version": "3.11", "accelerator": "cpu", "compiled": "yes"},
+    # compiled: also build the runtime-compile target and serve through torch.compile;
+    # text_model: then swap in tests/seams/text_model.py, train, serve and test it in the image.
+    {
+        "torch_version": "2.13.0",
+        "python_version": "3.11",
+        "accelerator": "cpu",
+        "compiled": "yes",
+        "text_model": "yes",
+    },
     {
         "torch_version": "2.14.1",
         "python_version": "3.11",

@@ -10,9 +10,11 @@ user emulation on an x86_64 one (template_testing says so when it does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import tomllib
@@ -20,6 +22,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from combinations import BUILDS, build_id, with_defaults
@@ -40,6 +44,7 @@ from template_testing.images import (
 )
 from torch_compat import TorchPlan, load
 
+SEAMS = Path(__file__).parent / "seams"
 # scripts/test runs pytest with --dist loadscope: this whole module runs on one worker, in
 # order, one build at a time, while the other worker bakes.
 pytestmark = pytest.mark.docker
@@ -94,17 +99,20 @@ def test_image_builds_and_runs(host, build, tmp_path, record_property):
                 check_emulated_image(project, variant)
             else:
                 check_images(project, variant, compiled=bool(build.get("compiled")),
-                             slow_layer=slow_layer)  # fmt: skip
+                             slow_layer=slow_layer,
+                             text_model=bool(build.get("text_model")))  # fmt: skip
             slow_layer = False  # once per image test (cpu+cuda: its first build)
     if not project.emulated and family(plan) not in SLOW_LAYER_RAN:
         SLOW_LAYER_RAN.add(family(plan))
         record_property("slow_layer", "/".join(family(plan)))
 
 
-def check_images(project: BakedProject, plan: TorchPlan, compiled: bool, slow_layer: bool) -> None:
+def check_images(
+    project: BakedProject, plan: TorchPlan, compiled: bool, slow_layer: bool, text_model: bool
+) -> None:
     """Build the project's runtime, test and slim images of one torch build and check them:
     what only an image can show, and the project's fast test layer against each venv (and its
-    slow layer where asked)."""
+    slow layer where asked); with `text_model`, then another model in the seam."""
     images = [f"{project.tag}-{t}" for t in ("runtime", "test", "runtime-slim", "test-slim",
                                               "runtime-compile")]  # fmt: skip
     try:
@@ -125,6 +133,8 @@ def check_images(project: BakedProject, plan: TorchPlan, compiled: bool, slow_la
         if compiled:
             remove_images(*images[2:])
             check_compiled_serving(project)
+        if text_model:
+            check_a_text_model_in_the_image(project)
     finally:
         remove_images(*images, f"{project.path.name}:latest")
 
@@ -358,9 +368,10 @@ def check_compiled_serving(project: BakedProject) -> None:
     assert readiness["compiled"] is True, readiness
 
 
-def check_serves_predictions(image: str, project: BakedProject, ready_within_s: int = 120) -> dict:
-    """`docker run` the image on a checkpoint it trained: ready, with correct predictions.
-    Returns what /readyz says."""
+@contextlib.contextmanager
+def serving(image: str, ready_within_s: int = 120) -> Iterator[int]:
+    """`docker run` the image on a checkpoint it trained (3 epochs); yields its port once the
+    container is healthy."""
     volume = f"tdt-artifacts-{uuid.uuid4().hex[:8]}"
     port = free_port()
     container = ""
@@ -375,14 +386,48 @@ def check_serves_predictions(image: str, project: BakedProject, ready_within_s: 
         ):
             assert time.monotonic() < deadline, sh(docker(), "logs", container, with_stderr=True)
             time.sleep(0.5)
-        centers = project.class_centers(image)
-        assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as ready:
-            return json.load(ready)
+        yield port
     finally:
         if container:
             subprocess.run([docker(), "rm", "-f", container], capture_output=True)
         subprocess.run([docker(), "volume", "rm", "-f", volume], capture_output=True)
+
+
+def check_serves_predictions(image: str, project: BakedProject) -> dict:
+    """The image serves a checkpoint it trained: ready, with correct predictions. Returns what
+    /readyz says."""
+    with serving(image) as port:
+        centers = project.class_centers(image)
+        assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as ready:
+            return json.load(ready)
+
+
+def check_a_text_model_in_the_image(project: BakedProject) -> None:
+    """The seam in an image: model.py swapped for the seam test's text classifier (BYTES in and
+    out; only the source layers rebuild). It trains and serves in the runtime image, /predict
+    and the Open Inference Protocol carry its strings, and the project's fast layer passes in
+    the test stage."""
+    shutil.copyfile(SEAMS / "text_model.py", project.path / "src" / project.package / "model.py")
+    image = project.build("runtime", f"{project.tag}-text")
+    try:
+        with serving(image) as port:
+            texts = ["the film was good and lovely", "a dull plot and an awful cast"]
+            answer = post_json(port, "/predict", {"text": texts})
+            assert answer["label_name"] == ["kind", "unkind"], answer
+            oip = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": texts}]}
+            outputs = post_json(port, "/v2/models/reviews/infer", oip)["outputs"]
+            assert {o["name"]: o["data"] for o in outputs}["label_name"] == ["kind", "unkind"]
+        check_project_tests_pass_in_the_test_stage(project)
+    finally:
+        remove_images(image)
+
+
+def post_json(port: int, path: str, body: dict) -> dict:
+    url, data = f"http://127.0.0.1:{port}{path}", json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
 
 
 def check_project_tests_pass_in_the_test_stage(

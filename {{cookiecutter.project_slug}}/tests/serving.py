@@ -5,6 +5,7 @@ declared there), and the service as its container runs it, `python -m
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import socket
@@ -19,11 +20,13 @@ import numpy as np
 import torch
 import tritonclient.http as triton
 from safetensors.torch import save_file
+from torch.utils.flop_counter import FlopCounterMode
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.oip import bytes_binary, tensor_bytes
 from {{ cookiecutter.package_name }}.seam import Batch, Tensors, TensorSpec
+from {{ cookiecutter.package_name }}.train import MIN_SAMPLES
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -272,3 +275,26 @@ def weights_made_elsewhere(folder, kind: str):
     else:
         torch.save(state, path)
     return path, module
+
+
+# FLOPs a second that training reaches on 2 CPU cores (the backward pass counted as twice the
+# forward): measured ~170 G for a ResNet-18; the budgets below are conservative with 100 G.
+TRAINING_FLOPS_PER_S = 100e9
+
+
+@functools.cache
+def flops_per_sample() -> float:
+    """What training costs per sample: three times the FLOPs of the model's forward pass on one
+    example row (counted by torch, so the same on every machine: a 1x4 MLP ~10 k, a ResNet-18 on
+    224x224 images ~11 G)."""
+    module = MODEL.build(MODEL.config_type()).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        MODEL.forward(module, MODEL.example_inputs(1))
+    return 3 * max(counter.get_total_flops(), 1)
+
+
+def affordable(samples: int, budget_s: float = 2.0) -> int:
+    """`samples` training samples, or as many fewer (MIN_SAMPLES at least) as train in about
+    `budget_s` a pass on 2 cores: the tests' training scales with the model, deterministically."""
+    most = int(budget_s * TRAINING_FLOPS_PER_S / flops_per_sample())
+    return max(MIN_SAMPLES, min(samples, most))

@@ -2,6 +2,7 @@
 training under torchrun."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.train import TrainConfig, train
 
 from serving import (
+    affordable,
     assert_answers,
     command_env,
     expected_outputs,
@@ -77,7 +79,11 @@ def test_torchrun_trains_two_processes_on_half_the_data_each(tmp_path):
     """The README's command, 2 CPU processes under torchrun (gloo): one checkpoint, world size 2,
     each rank the same number of steps, half the single-process count."""
     output = tmp_path / "ddp.pt"
-    args = ["--samples", "400", "--batch-size", "20", "--epochs", "2", "--device", "cpu"]
+    samples, batch = affordable(400, budget_s=10), min(20, MODEL.batch_size)
+    rows = math.ceil((samples - samples // 5) / 2)  # a fifth held out, half of the rest each
+    steps = 2 * math.ceil(rows / batch)  # 2 epochs: 16 steps each for the example
+    args = ["--samples", str(samples), "--batch-size", str(batch), "--epochs", "2",
+            "--device", "cpu"]  # fmt: skip
     done = subprocess.run(
         [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2",
          "-m", "{{ cookiecutter.package_name }}", "train", "--output", str(output), *args],
@@ -85,13 +91,13 @@ def test_torchrun_trains_two_processes_on_half_the_data_each(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "world size 2" in done.stderr
-    assert "steps per process: [16, 16]" in done.stderr  # 320 training rows / 2 / 20 x 2 epochs
+    assert f"steps per process: [{steps}, {steps}]" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.pt", "ddp.resume.pt"]
-    config = TrainConfig(samples=400, batch_size=20, epochs=2, device="cpu")
+    config = TrainConfig(samples=samples, batch_size=batch, epochs=2, device="cpu")
     single = train(tmp_path / "single.pt", config)
-    assert single.steps == 32
+    assert single.steps == 2 * math.ceil((samples - samples // 5) / batch)
     saved = read_checkpoint(output)
-    assert saved["metadata"]["world_size"] == 2 and saved["metadata"]["steps"] == 16
+    assert saved["metadata"]["world_size"] == 2 and saved["metadata"]["steps"] == steps
     # Half the optimizer steps of the single process, as large a share of the data each: both
     # learn what a short run of this model reaches (model.py's trained_score).
     assert min(saved["metadata"]["val_score"], single.val_score) >= MODEL.trained_score

@@ -262,7 +262,8 @@ def test_concurrency_limit_answers_503_with_retry_after(live_server, post):
 @pytest.mark.slow
 def test_batched_answers_equal_one_by_one_answers(live_server, checkpoint, post):
     base = live_server(max_batch_wait_ms=20, max_batch_rows=256)
-    requests = [random_inputs(n, seed) for seed, n in enumerate((1, 3, 7, 1, 16, 2, 5, 64) * 4)]
+    sizes = [min(n, MAX_ROWS) for n in (1, 3, 7, 1, 16, 2, 5, 64) * 4]  # rows per request
+    requests = [random_inputs(n, seed) for seed, n in enumerate(sizes)]
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(
             lambda inputs: post(f"{base}/predict", json.dumps(predict_json(inputs)).encode()),

@@ -205,6 +205,8 @@ class ModelSeam:
                     request carries them (a dict), or one tensor for a model of one input
     loss            module's output and targets -> the training loss
     score           per-example validation score (higher is better), e.g. accuracy
+    lr, batch_size  the training defaults that suit the model (AdamW's learning rate, rows
+                    per step)
     """
 
     name: str
@@ -213,6 +215,8 @@ class ModelSeam:
     outputs: tuple[TensorSpec, ...]
     config_type: type
     score_name: str = "score"
+    lr: float = 1e-2  # train's defaults for this model (--lr, --batch-size)
+    batch_size: int = 64
     # What a short training run on the example data reaches (the project's tests check it).
     trained_score: float = 0.0
 

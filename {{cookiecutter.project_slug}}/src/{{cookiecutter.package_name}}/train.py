@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,8 +42,8 @@ class TrainingError(Exception):
 class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None
-    batch_size: int = 64
-    lr: float = 1e-2
+    batch_size: int | None = None  # None: the model's (model.py's batch_size)
+    lr: float | None = None  # None: the model's (model.py's lr)
     samples: int = 2048
     num_workers: int = 0
     device: str = "auto"
@@ -124,6 +124,9 @@ def train(
     Under torchrun every process trains a DistributedDataParallel replica on its share of the
     data; validation is reduced over all of them; only rank 0 logs and writes checkpoints."""
     config = config or TrainConfig()
+    config = replace(
+        config, lr=config.lr or MODEL.lr, batch_size=config.batch_size or MODEL.batch_size
+    )
     if resume and init is not None:
         raise TrainingError("--init and --resume: use one (--resume has its own weights)")
     if config.samples < MIN_SAMPLES:
@@ -213,7 +216,7 @@ def _train(
     train_loader = DataLoader(
         train_set, config.batch_size, shuffle=sampler is None, sampler=sampler, **loader_args
     )
-    val_loader = DataLoader(val_set, batch_size=512, **loader_args)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, **loader_args)
 
     if init is not None:  # every rank loads the same weights
         net, model_config, _ = load_checkpoint(init, dev)
@@ -386,8 +389,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arg("--output", type=Path, default=DEFAULT_OUTPUT, help="checkpoint path (MODEL_PATH)")
     arg("--epochs", type=positive_int, default=d.epochs, help="passes over the training data")
     arg("--max-steps", type=positive_int, help="stop after this many steps (default: no limit)")
-    arg("--batch-size", type=positive_int, default=d.batch_size, help="rows per step and process")
-    arg("--lr", type=positive_float, default=d.lr, help="learning rate (applies on --resume)")
+    arg("--batch-size", type=positive_int, default=MODEL.batch_size,
+        help="rows per step and process")  # fmt: skip
+    arg("--lr", type=positive_float, default=MODEL.lr, help="learning rate (applies on --resume)")
     arg(
         "--samples",
         type=samples,
