@@ -393,10 +393,10 @@ def serving(image: str, ready_within_s: int = 120) -> Iterator[int]:
         subprocess.run([docker(), "volume", "rm", "-f", volume], capture_output=True)
 
 
-def check_serves_predictions(image: str, project: BakedProject) -> dict:
+def check_serves_predictions(image: str, project: BakedProject, ready_within_s: int = 120) -> dict:
     """The image serves a checkpoint it trained: ready, with correct predictions. Returns what
     /readyz says."""
-    with serving(image) as port:
+    with serving(image, ready_within_s) as port:
         centers = project.class_centers(image)
         assert post_predict(port, {"features": centers}) == (200, list(range(len(centers))))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as ready:

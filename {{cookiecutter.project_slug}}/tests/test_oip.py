@@ -179,11 +179,15 @@ def binary_request(rows: int = 2, first_raw: bytes | None = None, **changes) -> 
     return text + b"".join(raws), str(len(text))
 
 
-def json_request(data=None, **changes) -> bytes:
+def json_request(data=None, outputs=None, **changes) -> bytes:
+    """A valid JSON infer request of 2 rows, with `changes` to its first input (and `data` as
+    its data, `outputs` as the outputs asked for)."""
     inputs = random_inputs(2)
     body = {"inputs": [{"name": s.name, "shape": shape_of(inputs[s.name]),
                         "datatype": s.datatype, "data": json_data(inputs[s.name])}
                        for s in MODEL.inputs]}  # fmt: skip
+    if outputs is not None:
+        body["outputs"] = outputs
     body["inputs"][0].update(changes)
     if data is not None:
         body["inputs"][0]["data"] = data
@@ -211,6 +215,15 @@ BAD_REQUESTS = {
     "unknown-output": (b'{"inputs": [], "outputs": [{"name": "nope"}]}', None),
     "header-not-a-number": (binary_request()[0], "12abc"),
     "header-past-the-body": (binary_request()[0], "99999999"),
+    "header-unicode-digits": (binary_request()[0], "\u00b2".encode("latin-1")),  # isdigit()
+    "header-5000-digits": (binary_request()[0], "9" * 5000),  # past Python's int-string limit
+    "nested-1000-deep-in-parameters": (
+        b'{"inputs": [], "parameters": {"a": ' + b"[" * 1000 + b"]" * 1000 + b"}}",
+        None,
+    ),
+    "nested-1000-deep-in-unknown-field": (b'{"x": ' + b"[" * 1000 + b"]" * 1000 + b"}", None),
+    # Each copy would be written out again: 2,000 copies of 1,024 rows made a 25 MB answer.
+    "same-output-twice": (json_request(outputs=[{"name": MODEL.outputs[0].name}] * 2), None),
     "binary-size-too-small": binary_request(parameters={"binary_data_size": 4}),
     "binary-size-not-a-number": binary_request(parameters={"binary_data_size": "12"}),
     "binary-and-data": binary_request(data=[1.0]),
@@ -258,6 +271,16 @@ def test_a_model_that_fails_is_a_500_in_the_protocol(app_client, monkeypatch):
     status, headers, answer = post_infer(app_client, json_request())
     assert status == 500 and "IndexError" in json.loads(answer)["error"]
     assert headers["x-request-id"] in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_form_post_from_a_web_page_is_refused(app_client, media_type):
+    """What a browser may send to another origin without asking it first (CORS): 415.
+    tritonclient and perf_analyzer send no content type at all, which stays allowed."""
+    answer = app_client.post(INFER, content=json_request(), headers={"content-type": media_type})
+    assert answer.status_code == 415 and answer.json()["error"]
+    answer = app_client.post(INFER, content=json_request(), headers={"content-type": ""})
+    assert answer.status_code == 200, answer.text
 
 
 def test_an_unknown_model_is_404_in_the_protocol(app_client):

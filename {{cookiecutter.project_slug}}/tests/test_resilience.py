@@ -176,6 +176,49 @@ def test_request_ids_are_kept_only_when_plain(client_app, given, kept):
     assert echoed == given if kept else re.fullmatch(r"[0-9a-f]{32}", echoed)
 
 
+def test_no_redirect_is_built_from_the_host_header(client_app):
+    """A trailing slash is a 404, never a 307 to wherever the client's Host: says."""
+    for method, path in (("GET", "/v2/"), ("POST", "/predict/"), ("GET", "/livez/")):
+        answer = client_app.request(method, path, headers={"host": "evil.example"},
+                                    follow_redirects=False)  # fmt: skip
+        assert answer.status_code == 404 and "location" not in answer.headers
+
+
+def test_api_docs_can_be_turned_off(checkpoint):
+    settings = Settings(model_path=checkpoint, api_docs=False)
+    with TestClient(create_app(checkpoint, device="cpu", settings=settings)) as test_client:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert test_client.get(path).status_code == 404
+        assert test_client.get("/readyz").status_code == 200
+
+
+@pytest.mark.slow
+def test_content_length_with_transfer_encoding_is_refused_and_closed(live_url):
+    """Request smuggling (RFC 9112 6.3): a body framed both ways is refused, and the request
+    hidden after it is never answered."""
+    hidden = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = ROW + b"0\r\n\r\n" + hidden
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\ncontent-length: %d\r\n\r\n" % len(body))  # fmt: skip
+    chunk = b"%x\r\n" % len(ROW) + ROW + b"\r\n"
+    with raw_connection(live_url) as sock:
+        sock.sendall(head + chunk + b"0\r\n\r\n" + hidden)
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))  # read until the server closes
+    assert reply.startswith(b"HTTP/1.1 400") and reply.count(b"HTTP/1.1") == 1, reply[:300]
+
+
+@pytest.mark.slow
+def test_a_head_past_16_kib_is_refused_however_it_arrives(live_url):
+    """10,000 headers (about 120 KB) in one write: 431 and closed before they are parsed;
+    the service keeps answering."""
+    headers = b"".join(b"x-%d: y\r\n" % i for i in range(10_000))
+    with raw_connection(live_url) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
+    assert get(f"{live_url}/livez")[0] == 200
+
+
 @pytest.fixture(scope="module")
 def client_app(checkpoint):
     with TestClient(create_app(checkpoint, device="cpu")) as test_client:

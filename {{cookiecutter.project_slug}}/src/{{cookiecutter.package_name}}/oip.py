@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,15 +27,20 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from . import __version__
-from .http_errors import OipError, request_schema
+from .http_errors import CLOSE, OipError, request_schema
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import Tensors, TensorSpec
 
 HEADER_LENGTH = "inference-header-content-length"
+HEADER_DIGITS = re.compile(r"[0-9]{1,12}")
 # Path segments: bounded, so a contract test can also send ones that are not (400).
 Name = Annotated[str, Path(max_length=256)]
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
+# The content types a browser page may post to another origin without asking it first (CORS's
+# "simple" requests): refused, so a page cannot spend the model's time. tritonclient and
+# perf_analyzer send none, which stays allowed.
+FORM_MEDIA_TYPES = {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
 # What torch.tensor raises for values that are not of the datatype (strings, ragged lists, ...).
 NOT_CONVERTIBLE = (TypeError, ValueError, RuntimeError, OverflowError)
 
@@ -140,8 +146,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     """The JSON header and the binary data after it (Inference-Header-Content-Length bytes)."""
     if header_length is None:
         return body, memoryview(b"")
-    if not header_length.strip().isdigit():
-        raise Problem("Inference-Header-Content-Length is not a number")
+    if not HEADER_DIGITS.fullmatch(header_length.strip()):  # ASCII: str.isdigit() takes "²"
+        raise Problem("Inference-Header-Content-Length is not a number of at most 12 digits")
     length = int(header_length)
     if length > len(body):
         raise Problem(
@@ -259,6 +265,8 @@ def parse_infer(body: bytes, header_length: str | None) -> ParsedInfer:
         request = DECODER.decode(header)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
         raise Problem(f"not an inference request: {str(error)[:200]}") from None
+    except RecursionError:  # JSON nested deeper than msgspec follows (parameters, data, ...)
+        raise Problem("not an inference request: nested too deep") from None
     inputs, offset = {}, 0
     for item in request.inputs:
         if item.name in inputs:
@@ -287,6 +295,8 @@ def wanted_outputs(request: InferRequest) -> list[tuple[TensorSpec, bool]]:
         if spec is None:
             names = ", ".join(s.name for s in MODEL.outputs)
             raise Problem(f"unknown output {asked.name!r}: the model gives {names}")
+        if any(spec is other for other, _ in wanted):  # each asked once: the answer stays bounded
+            raise Problem(f"output {spec.name!r} asked for twice")
         wanted.append((spec, asked.parameters.get("binary_data", all_binary) is True))
     return wanted
 
@@ -406,19 +416,20 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
     """POST .../infer, with and without a version in the path."""
 
     async def infer(request: Request) -> Response:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type in FORM_MEDIA_TYPES:
+            raise HTTPException(415, "send application/json or application/octet-stream", CLOSE)
         async with inference.admitted(request) as (batcher, body):
             header_length = request.headers.get(HEADER_LENGTH)
             try:
                 parsed = await off_the_loop(len(body), parse_infer, body, header_length)
-            except Problem as problem:
+                outputs = await batcher(parsed.inputs)
+                # Written inside the slot: MAX_CONCURRENCY bounds the answers being built too.
+                content, json_length = await off_the_loop(
+                    output_bytes(outputs), encode_infer, parsed, outputs
+                )
+            except Problem as problem:  # includes BYTES that JSON cannot carry
                 raise HTTPException(400, str(problem)) from None
-            outputs = await batcher(parsed.inputs)
-        try:
-            content, json_length = await off_the_loop(
-                output_bytes(outputs), encode_infer, parsed, outputs
-            )
-        except Problem as problem:  # BYTES that JSON cannot carry
-            raise HTTPException(400, str(problem)) from None
         if json_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream",
@@ -429,7 +440,7 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
         "openapi_extra": INFER_BODY,
         "responses": {
             200: {"content": {"application/octet-stream": {}}},
-            **errors(400, 404, 408, 413, 500, 503),
+            **errors(400, 404, 408, 413, 415, 500, 503),
         },
     }
 

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 FD_RESERVE = 64  # descriptors kept for the model, logs, threads and the listening socket
 QUIET_S = 10.0  # at most one log line per this many seconds for each kind of refused connection
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers, however they arrive
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: 53\r\n\r\n"
+    b'{"detail": "request head past 16 KiB", "errors": []}\n'
+)
 
 
 class RateLimitedLog:
@@ -65,15 +71,37 @@ def limits() -> Limits:
     return Limits(float(settings.header_timeout_s), held, backlog)
 
 
+class QuietInvalidRequests:
+    """uvicorn's logger, its warning for each malformed request at most once per QUIET_S."""
+
+    invalid = RateLimitedLog("malformed HTTP requests refused with 400")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def warning(self, message: str, *args, **kwargs) -> None:
+        if message.startswith("Invalid HTTP request"):
+            self.invalid()
+        else:
+            self.logger.warning(message, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.logger, name)
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for the request head and a connection cap."""
+    """uvicorn's h11 protocol with a deadline and a size limit for the request head, and a
+    connection cap."""
 
     over_capacity = RateLimitedLog("connection limit reached: new connections closed")
     too_slow = RateLimitedLog("request head not received in time: connections closed")
+    too_large = RateLimitedLog("request head past 16 KiB: 431, connections closed")
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.logger = QuietInvalidRequests(self.logger)
         self.head_timer: asyncio.TimerHandle | None = None
+        self.head_bytes = 0
         self.header_timeout_s = limits().header_timeout_s
         if len(self.connections) > limits().max_connections:
             self.over_capacity()
@@ -84,10 +112,27 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self.cycle is None or self.cycle.response_complete:
             self.arm_head_timer()  # bytes of a new request: its head has a deadline too
+            if self.head_past_limit(data):
+                return
         cycle = self.cycle
         super().data_received(data)
         if self.cycle is not cycle:  # a request's head arrived
             self.disarm_head_timer()
+            self.head_bytes = 0
+
+    def head_past_limit(self, data: bytes) -> bool:
+        """Count the head's bytes however they arrive (h11's own limit holds only while a head
+        is incomplete: 10,000 headers in one write passed it); past the limit, 431 and close
+        before anything parses them."""
+        end = data.find(b"\r\n\r\n")
+        self.head_bytes += len(data) if end < 0 else end + 4
+        if self.head_bytes <= MAX_HEAD_BYTES:
+            return False
+        self.too_large()
+        self.disarm_head_timer()
+        self.transport.write(HEAD_TOO_LARGE)
+        self.transport.close()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm_head_timer()

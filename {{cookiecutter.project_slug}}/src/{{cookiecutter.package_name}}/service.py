@@ -14,6 +14,7 @@ http_errors.py, the model's start-up and admission in inference.py, the server's
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
@@ -49,6 +50,23 @@ def request_id_of(scope) -> str:
     return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def smuggling(scope) -> bool:
+    """Content-Length and Transfer-Encoding together: two servers may read two different
+    requests in these bytes (request smuggling, RFC 9112 6.3)."""
+    names = {name for name, _ in scope["headers"]}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
+async def refuse_smuggling(send, rid: str) -> None:
+    """400, and the connection closed: what follows the body is never read as a request."""
+    body = json.dumps({"detail": "Content-Length and Transfer-Encoding together", "errors": []})
+    await send({"type": "http.response.start", "status": 400, "headers": [
+        (b"content-type", b"application/json"), (b"connection", b"close"),
+        (b"x-request-id", rid.encode()),
+    ]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
 class RequestContext:
     """ASGI middleware: X-Request-ID in and out (and in every log line), request metrics."""
 
@@ -60,6 +78,9 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         rid = request_id_of(scope)
+        if smuggling(scope):
+            await refuse_smuggling(send, rid)
+            return
         token = logs.request_id.set(rid)
         status, started, counted = 500, time.perf_counter(), False
 
@@ -120,7 +141,10 @@ def create_app(
         await inference.stop()
         metrics.process_exits()
 
-    app = FastAPI(title={{ cookiecutter.project_name | tojson }}, lifespan=lifespan)
+    docs = {} if settings.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    # No redirect from /predict/ to /predict: uvicorn builds its Location from the client's Host.
+    app = FastAPI(title={{ cookiecutter.project_name | tojson }}, lifespan=lifespan,
+                  redirect_slashes=False, **docs)  # fmt: skip
     app.state.inference = inference
     add_error_handlers(app)
     add_health_routes(app, inference, metrics)

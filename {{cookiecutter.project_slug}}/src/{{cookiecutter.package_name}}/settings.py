@@ -72,6 +72,10 @@ class Settings:
     require_gpu: bool = setting(
         "REQUIRE_GPU", False, "1: never ready without a usable CUDA device (no CPU fallback)"
     )
+    api_docs: bool = setting(
+        "API_DOCS", True, "1: serve /docs, /redoc and /openapi.json (0 in production: the "
+        "Kubernetes files set it; the API's schema is then not published)",
+    )  # fmt: skip
     log_format: str = setting("LOG_FORMAT", "text", "text or json (one object a line)")
     log_level: str = setting("LOG_LEVEL", "INFO", ", ".join(LOG_LEVELS))
 
