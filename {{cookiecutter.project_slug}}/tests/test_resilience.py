@@ -5,15 +5,21 @@ held slot."""
 import logging
 import re
 import resource
+import socket
+import struct
 import subprocess
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import gpu
+from {{ cookiecutter.package_name }}.batching import rows_of
 from {{ cookiecutter.package_name }}.gpu import cuda_problem
+from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -30,6 +36,12 @@ from serving import (
 )
 
 ROW = predict_bytes()
+
+
+def post_predict(base: str, body: bytes) -> int:
+    request = urllib.request.Request(f"{base}/predict", body, {"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.status
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -58,6 +70,36 @@ def test_a_client_that_hangs_up_mid_body_is_a_quiet_log_line(live_server, caplog
     assert "client closed the connection" in caplog.text
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.slow
+def test_a_request_whose_client_has_gone_is_never_computed(live_server, monkeypatch):
+    """A client that sends its request and hangs up while the model is busy: its rows leave the
+    queue uncomputed, counted as 499."""
+    base = live_server()
+    passes, predict = [], MODEL.predict
+
+    def slow_predict(module, inputs):
+        passes.append(rows_of(inputs))
+        time.sleep(0.5)
+        return predict(module, inputs)
+
+    monkeypatch.setattr(MODEL, "predict", slow_predict)  # this process's server, in a thread
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(get, f"{base}/livez")  # warms the pool's thread
+        busy.result()
+        busy = pool.submit(post_predict, base, predict_bytes(1))
+        time.sleep(0.1)  # its pass has begun
+        with raw_connection(base) as gone:
+            body = predict_bytes(7)
+            gone.sendall(predict_head(len(body)) + body)
+            time.sleep(0.1)
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert busy.result() == 200
+    time.sleep(0.6)  # a pass that took the 7 rows would have begun by now
+    assert 7 not in passes and sum(passes) == 1, passes
+    text = get(f"{base}/metrics")[2].decode()
+    assert metric(text, "http_requests_total", route="/predict", status="499") == 1
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -83,7 +84,7 @@ class ValidationFailed(Exception):
 
 
 class ClientGone(Exception):
-    """The client closed the connection before its body arrived."""
+    """The client closed the connection before its body arrived, or before its answer."""
 
 
 class ModelFailed(Exception):
@@ -129,11 +130,27 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         except TimeoutError:  # asyncio.TimeoutError is TimeoutError from Python 3.11 on
             raise HTTPException(408, f"the body took longer than {timeout_s:g} s", CLOSE) from None
         except ClientDisconnect:
-            raise ClientGone from None
+            raise ClientGone("before its body arrived") from None
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, too_large, CLOSE)
         chunks.append(chunk)
+
+
+async def unless_gone(request: Request, work: Awaitable[Any]) -> Any:
+    """`work`'s result, once the body has been read; if the client hangs up first, `work` is
+    cancelled (a request nobody waits for leaves the batcher's queue uncomputed) and ClientGone
+    raised."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(request.receive())  # after the body: only a disconnect comes
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientGone("before its answer")
+    return task.result()
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -164,5 +181,5 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, error: ClientGone) -> Response:
-        log.info("client closed the connection before its body arrived")
+        log.info("client closed the connection %s", error)
         return Response(status_code=499)  # nginx's "client closed request": never sent

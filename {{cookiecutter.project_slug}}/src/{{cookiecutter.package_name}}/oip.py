@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from . import __version__
-from .http_errors import CLOSE, OipError, request_schema
+from .http_errors import CLOSE, OipError, request_schema, unless_gone
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import Tensors, TensorSpec
@@ -423,7 +423,7 @@ def add_infer_routes(router: APIRouter, inference: Inference) -> None:
             header_length = request.headers.get(HEADER_LENGTH)
             try:
                 parsed = await off_the_loop(len(body), parse_infer, body, header_length)
-                outputs = await batcher(parsed.inputs)
+                outputs = await unless_gone(request, batcher(parsed.inputs))
                 # Written inside the slot: MAX_CONCURRENCY bounds the answers being built too.
                 content, json_length = await off_the_loop(
                     output_bytes(outputs), encode_infer, parsed, outputs

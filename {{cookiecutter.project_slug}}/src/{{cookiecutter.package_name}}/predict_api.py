@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
 
 from .batching import concat, row_shapes
-from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed, request_schema
+from .http_errors import CLOSE, ERROR_RESPONSES, ValidationFailed, request_schema, unless_gone
 from .inference import MAX_ROWS, Inference, off_the_loop, output_bytes
 from .model import MODEL
 from .seam import Batch, Tensors, TensorSpec
@@ -219,7 +219,7 @@ def add_predict_route(app: FastAPI, inference: Inference) -> None:
             raise HTTPException(415, "send the inputs as application/json", CLOSE)
         async with inference.admitted(request) as (batcher, body):
             parts = await off_the_loop(len(body), parse_request, body)
-            outputs = await asyncio.gather(*(batcher(part) for part in parts))
+            outputs = await unless_gone(request, asyncio.gather(*(batcher(p) for p in parts)))
         size = sum(output_bytes(part) for part in outputs)
         return Response(
             await off_the_loop(size, encode_answer, outputs),
