@@ -419,6 +419,7 @@ def check_a_text_model_in_the_image(project: BakedProject) -> None:
             outputs = post_json(port, "/v2/models/reviews/infer", oip)["outputs"]
             assert {o["name"]: o["data"] for o in outputs}["label_name"] == ["kind", "unkind"]
         check_project_tests_pass_in_the_test_stage(project)
+        print(f"{project.path.name}: the text model (BYTES) trained, served and tested in it")
     finally:
         remove_images(image)
 
