@@ -18,8 +18,10 @@ from template_testing.project_venv import project_python
 
 SEAMS = Path(__file__).parent / "seams"
 # Each model's tests: both layers (this model's only run of the slow one); for the ResNet all
-# but the three heaviest slow tests (Schemathesis, torchrun and a connection flood: 2.5 of its
-# 4 slow minutes on 2 cores; run by hand, they pass).
+# but the three heaviest slow tests (Schemathesis, torchrun and a connection flood: 1.5 of its
+# 4 slow minutes on 2 cores). Run by hand, Schemathesis and the flood pass; torchrun does not
+# reach the model's trained score on test-sized data (91 samples: 5 steps a process, and
+# BatchNorm's running statistics lag that few).
 WHOLE = ("-m", "slow or not slow")
 LIGHTER = (*WHOLE, "-k", "not (api_contract or torchrun or flood_never_exhausts)")
 MODELS = {

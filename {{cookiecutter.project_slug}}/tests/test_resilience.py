@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }} import gpu
 from {{ cookiecutter.package_name }}.batching import rows_of
 from {{ cookiecutter.package_name }}.gpu import cuda_problem
+from {{ cookiecutter.package_name }}.inference import MAX_ROWS
 from {{ cookiecutter.package_name }}.model import MODEL
 from {{ cookiecutter.package_name }}.service import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -143,6 +144,30 @@ def test_a_trickling_body_is_cut_off_at_the_deadline(live_server, post):
     assert [reply[:12] for reply in replies.values()] == [b"HTTP/1.1 408"] * 2
     assert elapsed < 10  # a 2 s deadline; at a byte a second the body would take 40 s
     assert post(f"{base}/predict", ROW)[0] == 200
+
+
+@pytest.mark.slow
+def test_an_answer_the_client_never_reads_is_dropped(checkpoint):
+    """Pipelined requests whose answers are never read: once the socket's buffers are full the
+    rest waits in the server's memory until WRITE_TIMEOUT_S, then the connection is reset (what
+    the kernel still held for it dropped too)."""
+    process, base = start_server(checkpoint, WRITE_TIMEOUT_S="1")
+    try:
+        body = predict_bytes(MAX_ROWS)
+        requests = 200  # about 14 MB of answers: more than the socket buffers hold
+        with raw_connection(base) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall((predict_head(len(body)) + body) * requests)
+            time.sleep(4)  # reading nothing
+            received = b""
+            with pytest.raises(ConnectionResetError):
+                while chunk := sock.recv(1 << 20):
+                    received += chunk
+        assert received.count(b"HTTP/1.1 200") < requests
+        assert get(f"{base}/livez")[0] == 200
+    finally:
+        stderr = stop_server(process)
+    assert "answers not read in time" in stderr
 
 
 @pytest.mark.slow

@@ -3,8 +3,9 @@
 uvicorn closes idle keep-alive connections, but not a connection that never finishes its request
 line and headers, and it accepts connections until the process runs out of file descriptors.
 GuardedH11Protocol (uvicorn's own h11 protocol, given to it as `http=`) adds both: the request
-head must arrive within HEADER_TIMEOUT_S, and past MAX_CONNECTIONS a new connection is closed at
-once. The request body's deadline is the app's (service.read_body).
+head must arrive within HEADER_TIMEOUT_S (and be at most 16 KiB), and past MAX_CONNECTIONS a new
+connection is closed at once; an answer the client does not read is dropped after
+WRITE_TIMEOUT_S. The request body's deadline is the app's (http_errors.read_body).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import logging
 import os
 import resource
 import shutil
+import socket
+import struct
 import tempfile
 import time
 from dataclasses import dataclass
@@ -54,6 +57,7 @@ class RateLimitedLog:
 @dataclass(frozen=True)
 class Limits:
     header_timeout_s: float
+    write_timeout_s: float  # an answer that does not drain for this long is dropped
     max_connections: int  # held at once; past it a new connection is closed at once
     backlog: int  # connections the kernel queues, and asyncio accepts in one go
 
@@ -68,7 +72,7 @@ def limits() -> Limits:
     budget = settings.max_connections or descriptor_budget()
     backlog = max(16, min(2048, budget // 8))
     held = settings.max_connections or budget - backlog
-    return Limits(float(settings.header_timeout_s), held, backlog)
+    return Limits(float(settings.header_timeout_s), float(settings.write_timeout_s), held, backlog)
 
 
 class QuietInvalidRequests:
@@ -96,11 +100,13 @@ class GuardedH11Protocol(H11Protocol):
     over_capacity = RateLimitedLog("connection limit reached: new connections closed")
     too_slow = RateLimitedLog("request head not received in time: connections closed")
     too_large = RateLimitedLog("request head past 16 KiB: 431, connections closed")
+    not_read = RateLimitedLog("answers not read in time: connections dropped")
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.logger = QuietInvalidRequests(self.logger)
         self.head_timer: asyncio.TimerHandle | None = None
+        self.write_timer: asyncio.TimerHandle | None = None
         self.head_bytes = 0
         self.header_timeout_s = limits().header_timeout_s
         if len(self.connections) > limits().max_connections:
@@ -136,7 +142,31 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm_head_timer()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answer: the rest waits in memory until it does, or
+        until WRITE_TIMEOUT_S, when the connection and what it holds are dropped."""
+        super().pause_writing()
+        if self.write_timer is None:
+            self.write_timer = self.loop.call_later(limits().write_timeout_s, self.answer_not_read)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+
+    def answer_not_read(self) -> None:
+        self.write_timer = None
+        self.not_read()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:  # a reset: the kernel drops what it still holds for the client too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def arm_head_timer(self) -> None:
         if self.head_timer is None:

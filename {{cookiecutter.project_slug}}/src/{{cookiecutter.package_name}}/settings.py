@@ -48,6 +48,10 @@ class Settings:
     header_timeout_s: int = setting(
         "HEADER_TIMEOUT_S", 5, "request line and headers must arrive within this; else closed", 1
     )
+    write_timeout_s: int = setting(
+        "WRITE_TIMEOUT_S", 30, "an answer the client stops reading for this long is dropped, and "
+        "its connection", 1,
+    )  # fmt: skip
     max_connections: int = setting(
         "MAX_CONNECTIONS", 0, "open connections per process; more are closed at once "
         "(0: the open-file limit less a reserve)", 0,
