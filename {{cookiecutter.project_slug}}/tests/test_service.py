@@ -4,7 +4,9 @@ echo of the input), bounded bodies, readiness, batching, metrics and request IDs
 import http.client
 import json
 import math
+import os
 import socket
+import subprocess
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -303,6 +305,21 @@ def test_a_scrape_while_a_worker_starts_adds_up_the_others(tmp_path, monkeypatch
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     text = Metrics().exposition().decode()
     assert 'http_requests_total{route="/livez"} 20.0' in text
+
+
+def test_a_killed_workers_live_gauges_leave_the_sums(tmp_path, monkeypatch):
+    """A worker killed -9 never says it died: its requests in flight drop out once its pid is
+    gone, while a live worker's stay."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid is free
+    for pid, value in ((dead.pid, 8.0), (os.getpid(), 2.0)):
+        values = MmapedDict(str(tmp_path / f"gauge_livesum_{pid}.db"))
+        key = json.dumps(["predict_in_flight", "predict_in_flight", {}, "h"])
+        values.write_value(key, value, 0.0)
+        values.close()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert "predict_in_flight 2.0" in Metrics().exposition().decode()
+    assert not (tmp_path / f"gauge_livesum_{dead.pid}.db").exists()
 
 
 def out_of_range(module, inputs):

@@ -33,13 +33,33 @@ def has_header(path: str) -> bool:
         return False
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        pass
+    return True
+
+
+def drop_dead_workers(folder: str) -> None:
+    """A worker killed -9 never marks itself dead: its live gauges (in flight, queue depth)
+    would stay in the sums for ever. Their files are dropped once its pid is gone."""
+    for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
+        pid = os.path.basename(path).rsplit("_", 1)[1].removesuffix(".db")
+        if pid.isdigit() and not alive(int(pid)):
+            mark_process_dead(int(pid), path=folder)
+
+
 class WorkerFiles:
-    """MultiProcessCollector over the workers' files that are past their creation."""
+    """MultiProcessCollector over the live workers' files that are past their creation."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
 
     def collect(self):
+        drop_dead_workers(self.folder)
         files = [f for f in glob.glob(os.path.join(self.folder, "*.db")) if has_header(f)]
         return MultiProcessCollector.merge(files, accumulate=True)
 
