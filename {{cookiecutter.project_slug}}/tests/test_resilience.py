@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -101,6 +102,20 @@ def test_a_request_whose_client_has_gone_is_never_computed(live_server, monkeypa
     assert 7 not in passes and sum(passes) == 1, passes
     text = get(f"{base}/metrics")[2].decode()
     assert metric(text, "http_requests_total", route="/predict", status="499") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/predict", f"/v2/models/{MODEL.name}/infer"])
+def test_python_clients_read_the_413_of_a_body_past_the_limit(live_server, path):
+    """http.client (urllib's too) sends the whole body before it reads: the server answers 413
+    early and keeps reading what still comes for a moment, so that the client sees the 413
+    rather than a reset connection."""
+    base = live_server(max_body_bytes=1 << 20)
+    request = urllib.request.Request(f"{base}{path}", b"[" * (4 << 20),
+                                     {"content-type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from . import logs
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 FD_RESERVE = 64  # descriptors kept for the model, logs, threads and the listening socket
 QUIET_S = 10.0  # at most one log line per this many seconds for each kind of refused connection
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers, however they arrive
+LINGER_S = 2.0  # after an answer that closes early, what the client still sends is read (and
+# dropped) this long, so that its send does not fail and it reads the answer (a 413, say)
 HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
     b"connection: close\r\ncontent-length: 53\r\n\r\n"
@@ -93,6 +96,29 @@ class QuietInvalidRequests:
         return getattr(self.logger, name)
 
 
+class LingeringClose:
+    """The connection's transport, whose close() after an answer sent before the request's body
+    was read first half-closes (FIN), reads and drops what the client still sends for up to
+    LINGER_S, then closes: closed at once, the kernel would answer the client's next bytes with
+    a reset that loses the answer (Python's http.client reads only after sending)."""
+
+    def __init__(self, transport, protocol: GuardedH11Protocol) -> None:
+        self.transport, self.protocol = transport, protocol
+
+    def close(self) -> None:
+        p = self.protocol
+        unread_body = p.conn.their_state is h11.SEND_BODY
+        if p.lingering or not unread_body or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        p.lingering = True
+        self.transport.write_eof()
+        p.loop.call_later(LINGER_S, self.transport.close)
+
+    def __getattr__(self, name: str):
+        return getattr(self.transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline and a size limit for the request head, and a
     connection cap."""
@@ -104,6 +130,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = LingeringClose(transport, self)
+        self.lingering = False
         self.logger = QuietInvalidRequests(self.logger)
         self.head_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
@@ -116,6 +144,8 @@ class GuardedH11Protocol(H11Protocol):
         self.arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:  # the rest of a refused body: dropped
+            return
         if self.cycle is None or self.cycle.response_complete:
             self.arm_head_timer()  # bytes of a new request: its head has a deadline too
             if self.head_past_limit(data):
