@@ -65,7 +65,7 @@ def answers_of(build: dict[str, str]) -> dict[str, str]:
 
 # Each image's budget in the timing summary (seconds, per torch build of the lock), measured on
 # 2 cores with warm caches and with headroom for a cold one (docs/test-timings.md).
-IMAGE_BUDGET_S = {"cpu": 420, "cuda": 720, "emulated": 900, "slow layer": 240}
+IMAGE_BUDGET_S = {"cpu": 420, "cuda": 720, "emulated": 900, "slow layer": 240, "text model": 120}
 # The project's slow test layer (real servers and processes) runs natively in the first image
 # built of each package manager x accelerator; every image runs the fast layer.
 SLOW_LAYER_RAN: set[tuple[str, str]] = set()
@@ -88,6 +88,7 @@ def test_image_builds_and_runs(host, build, tmp_path, record_property):
         "emulated" if project.emulated else ("cuda" if v.cuda else "cpu") for v in plan.variants
     ]
     budget = sum(IMAGE_BUDGET_S[k] for k in kinds) + slow_layer * IMAGE_BUDGET_S["slow layer"]
+    budget += bool(build.get("text_model")) * IMAGE_BUDGET_S["text model"]
     with timing.timed(f"image: {build_id(build)}", budget):
         check_lock_carries_every_platform(project, host)
         for variant in plan.variants:  # cpu+cuda: each build of the one lock, by TORCH_BUILD
