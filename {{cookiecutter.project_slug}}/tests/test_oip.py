@@ -179,12 +179,17 @@ def binary_request(rows: int = 2, first_raw: bytes | None = None, **changes) -> 
     return text + b"".join(raws), str(len(text))
 
 
-def json_request(data=None, outputs=None, **changes) -> bytes:
+def json_request(data=None, outputs=None, nested=False, **changes) -> bytes:
     """A valid JSON infer request of 2 rows, with `changes` to its first input (and `data` as
-    its data, `outputs` as the outputs asked for)."""
+    its data, `outputs` as the outputs asked for); `nested`: tensors' data nested as their
+    shape rather than flat."""
     inputs = random_inputs(2)
+
+    def data_of(rows):
+        return rows.tolist() if nested and not isinstance(rows, list) else json_data(rows)
+
     body = {"inputs": [{"name": s.name, "shape": shape_of(inputs[s.name]),
-                        "datatype": s.datatype, "data": json_data(inputs[s.name])}
+                        "datatype": s.datatype, "data": data_of(inputs[s.name])}
                        for s in MODEL.inputs]}  # fmt: skip
     if outputs is not None:
         body["outputs"] = outputs
@@ -230,6 +235,15 @@ BAD_REQUESTS = {
     "binary-bytes-left-over": (binary_request()[0] + b"\0" * 4, binary_request()[1]),
     "binary-bytes-missing": (binary_request()[0][:-4], binary_request()[1]),
 }
+if not SPEC.is_bytes and SPEC.datatype != "BOOL":  # true and false are not numbers
+    BAD_REQUESTS["booleans-as-numbers"] = (json_request(data=[True] * 2 * SPEC.row_elements()),
+                                           None)  # fmt: skip
+# Nested data must be nested as the shape says (flat data is always fine).
+FIRST_VALUE = json.loads(json_request())["inputs"][0]["data"][0]
+BAD_REQUESTS["nested-unlike-the-shape"] = (
+    json_request(data=[[[FIRST_VALUE]]] * 2 * SPEC.row_elements()),
+    None,
+)
 if SPEC.is_bytes:  # length prefixes that do not add up; a value past its max_bytes
     BAD_REQUESTS.update({
         "bytes-length-past-the-data": binary_request(1, (100).to_bytes(4, "little") + b"abc"),
@@ -257,6 +271,7 @@ def test_malformed_requests_are_refused_with_an_error(app_client, body, header_l
 
 def test_valid_raw_requests_are_answered(app_client):
     assert post_infer(app_client, *binary_request())[0] == 200
+    assert post_infer(app_client, json_request(nested=True))[0] == 200  # the protocol allows it
     status, _, answer = post_infer(app_client, json_request())
     assert status == 200 and [o["name"] for o in json.loads(answer)["outputs"]] == [
         s.name for s in MODEL.outputs

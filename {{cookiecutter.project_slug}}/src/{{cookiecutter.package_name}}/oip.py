@@ -190,18 +190,29 @@ def bytes_from_json(spec: TensorSpec, shape: list[int], data: list[Any]) -> list
     return [value.encode() for value in data]
 
 
+def holds_booleans(data: list[Any]) -> bool:
+    """Whether JSON true or false is among the values (torch takes them as 1 and 0)."""
+    if data and type(data[0]) is list:
+        return any(holds_booleans(row) for row in data)
+    return bool in set(map(type, data))
+
+
 def from_json(spec: TensorSpec, shape: list[int], data: list[Any]) -> torch.Tensor:
+    """The values of `data`, flat or nested as `shape` (the protocol allows both)."""
+    not_its_values = Problem(f"input {spec.name!r}: data is not a list of {spec.datatype} values")
+    if spec.dtype != torch.bool and holds_booleans(data):
+        raise not_its_values
     try:
         tensor = torch.tensor(data, dtype=spec.dtype)
     except NOT_CONVERTIBLE:
-        raise Problem(
-            f"input {spec.name!r}: data is not a list of {spec.datatype} values"
-        ) from None
+        raise not_its_values from None
     if tensor.numel() != math.prod(shape):
         raise Problem(
             f"input {spec.name!r}: {tensor.numel()} values for shape {shape} "
             f"({math.prod(shape)} values)"
         )
+    if tensor.dim() > 1 and list(tensor.shape) != shape:
+        raise Problem(f"input {spec.name!r}: data nested as {list(tensor.shape)}, not {shape}")
     return tensor.reshape(shape)
 
 
