@@ -3,12 +3,15 @@ docs/resilience.md.
 
     python -m benchmarks.resilience [--seconds 15]
 
-Three attacks, each beside a normal client that posts a 1-row /predict and a prober that asks
+Six attacks, each beside a normal client that posts a 1-row /predict and a prober that asks
 /livez, four times a second each:
 
 - slow bodies: 80 clients send their headers (Content-Length 1 MB), then one byte a second;
 - costly bodies: 16, then 40, clients post 1 MB bodies of ~340,000 empty rows, again and again;
-- silent sockets: 1,100 connections that never send a byte, under a 1,024 open-file limit.
+- silent sockets: 1,100 connections that never send a byte, under a 1,024 open-file limit;
+- response amplification: 8 clients post 1,024 binary rows asking for one output 2,000 times;
+- unread answers: 4 connections pipeline 200 requests of 1,024 rows each and never read;
+- head flood: 2 clients send requests of 10,000 headers (120 KB) in one write, again and again.
 
 For each: /livez p99, the normal client's success rate and its longest run of failures, the
 server's peak and final RSS, 5xx answers, the lines it logged, and that it is still ready.
@@ -24,6 +27,7 @@ import os
 import platform
 import resource
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -122,21 +126,7 @@ def costly(port: int, clients: int, seconds: float) -> None:
     """`clients` loops posting 1 MB of empty rows."""
     rows = (MAX_BODY - 20) // 3
     body = ('{"features":[' + ",".join(["[]"] * rows) + "]}").encode()
-    stop = time.monotonic() + seconds
-
-    def one() -> None:
-        while time.monotonic() < stop:
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                conn.request("POST", "/predict", body, {"content-type": "application/json"})
-                conn.getresponse().read()
-                conn.close()
-
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    repeat(port, clients, seconds, "/predict", body, {"content-type": "application/json"})
 
 
 def silent(port: int, connections: int, seconds: float) -> None:
@@ -149,6 +139,81 @@ def silent(port: int, connections: int, seconds: float) -> None:
     time.sleep(seconds)
     for sock in socks:
         sock.close()
+
+
+OIP_INFER = "/v2/models/bench_resilience/infer"  # the package of the "Bench Resilience" bake
+MAX_ROWS = 1024  # rows per request of the example model
+
+
+def amplify(port: int, row: list[float], clients: int, seconds: float) -> None:
+    """`clients` loops posting 1,024 binary rows that ask for one output 2,000 times (a 70 KB
+    request whose answer was 25 MB before such requests were refused)."""
+    data = struct.pack(f"<{len(row) * MAX_ROWS}f", *(row * MAX_ROWS))
+    header = json.dumps({
+        "inputs": [{"name": "features", "shape": [MAX_ROWS, len(row)], "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(data)}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}] * 2000,
+    }).encode()  # fmt: skip
+    headers = {"content-type": "application/octet-stream",
+               "inference-header-content-length": str(len(header))}  # fmt: skip
+    repeat(port, clients, seconds, OIP_INFER, header + data, headers)
+
+
+def repeat(port: int, clients: int, seconds: float, path: str, body: bytes, headers: dict) -> None:
+    """`clients` loops posting `body` to `path` for `seconds`."""
+    stop = time.monotonic() + seconds
+
+    def one() -> None:
+        while time.monotonic() < stop:
+            with contextlib.suppress(OSError):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("POST", path, body, headers)
+                conn.getresponse().read()
+                conn.close()
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def unread(port: int, row: list[float], clients: int, seconds: float) -> None:
+    """`clients` connections that each pipeline 200 requests of 1,024 rows (about 14 MB of
+    answers) and never read, held for `seconds`."""
+    body = json.dumps({"features": [row] * MAX_ROWS}).encode()
+    socks = []
+    for _ in range(clients):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall((predict_head(len(body)) + body) * 200)
+        socks.append(sock)
+    time.sleep(seconds)
+    for sock in socks:
+        sock.close()
+
+
+def head_flood(port: int, clients: int, seconds: float) -> None:
+    """`clients` loops sending requests with 10,000 headers (about 120 KB) in one write."""
+    headers = b"".join(b"x-%d: y\r\n" % i for i in range(10_000))
+    request = b"GET /livez HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+    stop = time.monotonic() + seconds
+
+    def one() -> None:
+        while time.monotonic() < stop:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+            ):
+                sock.sendall(request)
+                while sock.recv(65536):
+                    pass
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def attack(image: str, volume: str, row: list[float], run: Callable[[int], None], *docker_args):
@@ -199,6 +264,17 @@ def measure(seconds: float) -> dict:
             image, volume, row, lambda port: silent(port, 1100, seconds),
             "--ulimit", "nofile=1024:1024",
         )  # fmt: skip
+        results["response amplification (8 clients, an output asked 2,000 times)"] = attack(
+            image, volume, row, lambda port: amplify(port, row, 8, seconds)
+        )
+        unread_answers = "unread answers (4 clients, 200 pipelined 1,024-row requests each)"
+        results[unread_answers + ", WRITE_TIMEOUT_S=5"] = attack(
+            image, volume, row, lambda port: unread(port, row, 4, seconds),
+            "--env", "WRITE_TIMEOUT_S=5",
+        )  # fmt: skip
+        results["head flood (2 clients, 10,000 headers in one write)"] = attack(
+            image, volume, row, lambda port: head_flood(port, 2, seconds)
+        )
     return results
 
 
@@ -220,7 +296,7 @@ def table(results: dict, seconds: float) -> str:
         if r[key] > limit
     ] + [f"{name}: {r['five_xx']} 5xx" for name, r in results.items() if r["five_xx"]]
     head = [
-        "# Resilience: slow, costly and silent clients",
+        "# Resilience: slow, costly, silent and hostile clients",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m benchmarks.resilience "
         f"--seconds {seconds:g}`: the CPU runtime image (torch 2.13.0, Python 3.11), default "
