@@ -43,6 +43,18 @@ ROW = predict_bytes()
 UNREAD_BYTES = 14 << 20  # answers left unread: more than a loopback socket's buffers hold
 
 
+def test_malformed_requests_are_logged_at_most_once_per_quiet_period(caplog):
+    """uvicorn warns once per malformed request: a flood of them is one line per QUIET_S."""
+    quiet = server.QuietInvalidRequests(logging.getLogger("uvicorn.error"))
+    server.QuietInvalidRequests.invalid.last = -server.QUIET_S  # as if none came recently
+    with caplog.at_level(logging.WARNING):
+        for _ in range(1000):
+            quiet.warning("Invalid HTTP request received.")
+        quiet.warning("something else")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "malformed HTTP requests refused with 400" in lines[0], lines
+
+
 def test_a_paused_answer_is_reset_after_the_deadline(monkeypatch):
     """The write deadline itself, whatever the model's answers: a transport paused (its client
     not reading) past WRITE_TIMEOUT_S is reset, the kernel's copy dropped too (SO_LINGER 0)."""
